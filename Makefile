@@ -1,0 +1,35 @@
+# One entry point. On a fresh machine:
+#   make workbook   run every notebook (papermill, into build/) and the CLI artefacts
+#   make test       the full test suite
+#   make lab        JupyterLab on notebooks/
+# Each target builds .venv from requirements.lock (torch 2.13.0, CPU build) and makes
+# sure Graphviz's `dot` is installed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.helix-installed
+
+.PHONY: workbook test lab dot clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: python >= 3.11 needed, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+dot:
+	@scripts/ensure-dot.sh
+
+workbook: $(STAMP) dot
+	$(PY) -m helixlib.workbook --out build
+
+test: $(STAMP) dot
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP) dot
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf build .pytest_cache
