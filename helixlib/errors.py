@@ -1,0 +1,46 @@
+"""One error type for bad input: it names the field and the rule it broke.
+
+The CLI prints ``str(err)`` as a single line and exits with status 2; library
+callers can catch :class:`HelixInputError` (a ``ValueError``) and read
+``err.field`` / ``err.rule``.
+"""
+
+from __future__ import annotations
+
+
+class HelixInputError(ValueError):
+    """Bad user input: ``field`` broke ``rule`` (``got`` is the offending value)."""
+
+    def __init__(self, field: str, rule: str, got: object = None):
+        self.field = field
+        self.rule = rule
+        self.got = got
+        suffix = "" if got is None else f", got {got!r}"
+        super().__init__(f"{field}: {rule}{suffix}")
+
+
+def positive_int(field: str, value: object) -> int:
+    """Return ``value`` as an int if it is a whole number > 0, else raise naming ``field``."""
+    if isinstance(value, bool):
+        raise HelixInputError(field, "must be a positive integer", value)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise HelixInputError(field, "must be a positive integer", value) from None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise HelixInputError(field, "must be a positive integer", value)
+        value = int(value)
+    if not isinstance(value, int):
+        raise HelixInputError(field, "must be a positive integer", value)
+    if value <= 0:
+        raise HelixInputError(field, "must be a positive integer", value)
+    return value
+
+
+def one_of(field: str, value: object, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise naming ``field``."""
+    if value not in allowed:
+        raise HelixInputError(field, f"must be one of {', '.join(allowed)}", value)
+    return value  # type: ignore[return-value]

@@ -1,0 +1,75 @@
+import pytest
+
+from helixlib import HelixInputError, load_model, preset_names
+from helixlib.config import ModelConfig, layers_for_params
+
+
+def test_presets_load():
+    names = preset_names()
+    assert {"helix-70b", "helix-tiny", "gpt3-175b"} <= set(names)
+    for name in names:
+        m = load_model(name)
+        assert m.name == name and m.hidden % m.heads == 0
+
+
+def test_helix_70b_is_the_plans_model(big):
+    assert (big.hidden, big.heads, big.mlp_hidden, big.seq_len, big.batch, big.dtype) == (
+        8192, 16, 32768, 10000, 1024, "bf16")
+    assert big.head_dim == 512
+
+
+def test_helix_70b_depth_is_derived_from_70b():
+    m = load_model("helix-70b")
+    # 4D^2 + 2DF + biases: computed independently here
+    D, F = 8192, 32768
+    per_block = 4 * D * D + 2 * D * F + (4 * D + F + D) + 4 * D
+    assert m.params_per_block == per_block == 805_412_864
+    assert layers_for_params(70e9, D, F) == round(70e9 / per_block) == 87 == m.layers
+    assert 69.5e9 < m.params < 70.5e9
+
+
+def test_gpt3_matches_its_paper_size():
+    m = load_model("gpt3-175b")
+    # blocks only; the 0.6B embedding makes up the rest of "175B"
+    assert 173e9 < m.params < 175e9
+
+
+def test_tiny_admits_every_factorisation_of_16(tiny):
+    assert tiny.heads == 16 and tiny.head_dim % 16 == 0
+
+
+@pytest.mark.parametrize("field,value,rule", [
+    ("hidden", 0, "positive integer"),
+    ("heads", -4, "positive integer"),
+    ("seq_len", 2.5, "positive integer"),
+    ("batch", "ten", "positive integer"),
+    ("heads", 7, "must divide hidden"),
+    ("dtype", "fp8", "must be one of"),
+])
+def test_bad_model_fields_name_field_and_rule(field, value, rule):
+    with pytest.raises(HelixInputError) as e:
+        load_model("helix-tiny", **{field: value})
+    assert e.value.field == field and rule in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(HelixInputError, match="unknown preset"):
+        load_model("helix-9000")
+
+
+def test_preset_file_with_unknown_field(tmp_path):
+    p = tmp_path / "m.yaml"
+    p.write_text("name: x\nhidden: 64\nheads: 4\nmlp_hidden: 256\nseq_len: 8\nbatch: 1\nlayers: 1\nwidth: 3\n")
+    with pytest.raises(HelixInputError, match="width: is not a model field"):
+        load_model(p)
+
+
+def test_replace_revalidates(tiny):
+    assert tiny.replace(seq_len=64).seq_len == 64
+    with pytest.raises(HelixInputError):
+        tiny.replace(heads=0)
+
+
+def test_modelconfig_accepts_integral_floats():
+    assert ModelConfig("x", 64.0, 4, 256, 8, 1, 1).hidden == 64
