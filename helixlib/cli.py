@@ -1,0 +1,92 @@
+"""``python -m helixlib <command>``: plan (and, as they land, run, dag, estimate, audit).
+
+Bad input prints one line, ``error: <field>: <rule>, got <value>``, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import load_model
+from .errors import HelixInputError
+from .partition import OUTPUT_MODES, QK_MODES, Partition
+from .plan import Plan, build_plan
+from . import tables
+from .units import table
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def add_plan_args(p: argparse.ArgumentParser, model: str = "helix-70b") -> None:
+    """Options every command that builds a Plan shares."""
+    p.add_argument("--model", default=model, help=f"preset name or YAML file (default {model})")
+    p.add_argument("--head-groups", "-n", default="4", help="n, head groups (default 4)")
+    p.add_argument("--dim-segments", "-m", default="4", help="m, head-dim segments (default 4)")
+    p.add_argument("--qk-mode", default="reduce_scores", help=f"one of {', '.join(QK_MODES)}")
+    p.add_argument("--output", default="allreduce", help=f"one of {', '.join(OUTPUT_MODES)}")
+    p.add_argument("--world-size", default=None, help="check that n x m equals this many ranks")
+    for flag in ("seq-len", "batch", "layers"):
+        p.add_argument(f"--{flag}", default=None, help=f"override the preset's {flag.replace('-', '_')}")
+    p.add_argument("--dtype", default=None, help="override the preset's dtype (fp64, fp32, bf16, fp16)")
+    p.add_argument("--causal", default=None, choices=("true", "false"), help="override the preset's causal")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def plan_from_args(a: argparse.Namespace) -> Plan:
+    causal = None if a.causal is None else a.causal == "true"
+    model = load_model(a.model, seq_len=a.seq_len, batch=a.batch, layers=a.layers, dtype=a.dtype, causal=causal)
+    part = Partition(a.head_groups, a.dim_segments, a.qk_mode, a.output)
+    return build_plan(model, part, a.world_size)
+
+
+def _print_plan(plan: Plan, checks) -> None:
+    m, p = plan.model, plan.partition
+    print(f"{m.name}: D={m.hidden} H={m.heads} d={m.head_dim} F={m.mlp_hidden} L={m.seq_len} B={m.batch} {m.dtype}")
+    print(f"partition: n={p.head_groups} head groups x m={p.dim_segments} dim segments = {plan.world_size} ranks; "
+          f"qk_mode={p.qk_mode}, output={p.output}\n")
+    print(table(tables.rank_rows(plan), tables.RANK_HEADER), end="\n\n")
+    print(table(tables.collective_rows(plan), tables.COLLECTIVE_HEADER), end="\n\n")
+    for c in checks:
+        print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from .checks import run_checks
+
+    plan = plan_from_args(a)
+    checks = run_checks(plan)
+    if a.json:
+        json.dump(plan.to_dict(checks), sys.stdout)
+        print()
+    else:
+        _print_plan(plan, checks)
+    return 0 if all(c.ok for c in checks) else 1
+
+
+COMMANDS = {
+    "plan": (cmd_plan, "the partition plan: ranks, shards, ops, collectives, memory, checks", add_plan_args),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m helixlib", description="Two-level attention partitioning workbook.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (fn, help_, add_args) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        add_args(sp)
+        sp.set_defaults(fn=fn)
+    a = parser.parse_args(argv)
+    try:
+        return a.fn(a)
+    except HelixInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
