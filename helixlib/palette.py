@@ -1,0 +1,25 @@
+"""One colour per rank, shared by the rank maps (matplotlib) and the DAGs (Graphviz):
+hue by head group, lightness by dim segment, so a head group reads as one family."""
+
+from __future__ import annotations
+
+import colorsys
+
+
+def rank_color(rank: int, head_groups: int, dim_segments: int) -> str:
+    """'#rrggbb' for ``rank`` of an n × m mesh."""
+    g, s = divmod(rank, dim_segments)
+    hue = (g / head_groups + 0.58) % 1.0
+    light = 0.42 + 0.36 * (s / max(dim_segments - 1, 1)) if dim_segments > 1 else 0.55
+    r, gr, b = colorsys.hls_to_rgb(hue, light, 0.62)
+    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(gr * 255), round(b * 255))
+
+
+def rank_colors(head_groups: int, dim_segments: int) -> list[str]:
+    return [rank_color(r, head_groups, dim_segments) for r in range(head_groups * dim_segments)]
+
+
+def text_color(hex_color: str) -> str:
+    """Black or white, whichever reads better on ``hex_color``."""
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
