@@ -29,6 +29,7 @@ class Communicator:
         self.rank = rank
         self.partition = partition
         self.trace = trace if trace is not None else Trace(rank)
+        self.hooks: list = []  # called as hook(name, kind, ranks) before every collective
 
     def ranks(self, group: str) -> tuple[int, ...]:
         return tuple(self.partition.group_ranks(group, self.rank))
@@ -36,10 +37,23 @@ class Communicator:
     def size(self, group: str) -> int:
         return len(self.ranks(group))
 
+    def before_collective(self, name: str, kind: str, ranks: tuple[int, ...]) -> None:
+        """Run the hooks (progress reporting, fault injection) before a collective."""
+        for hook in self.hooks:
+            hook(name, kind, ranks)
+
     def _record(self, fn, kind, t, group, name, phase, full_numel):
+        ranks = self.ranks(group)
+        self.before_collective(name, kind, ranks)
         start = time.perf_counter()
-        out = fn(t.contiguous(), group)
-        self.trace.collective(name=name, kind=kind, phase=phase, ranks=self.ranks(group),
+        try:
+            out = fn(t.contiguous(), group)
+        except PeerFailed:
+            raise
+        except Exception as exc:  # name the collective: "which one hung?" is the first question
+            raise CollectiveError(f"rank {self.rank}: {kind} '{name}' ({phase}) over ranks {list(ranks)} "
+                                  f"failed after {time.perf_counter() - start:.1f} s: {exc}") from exc
+        self.trace.collective(name=name, kind=kind, phase=phase, ranks=ranks,
                               elements=full_numel, dtype_bytes=t.element_size(),
                               seconds=time.perf_counter() - start, start=start)
         return out
@@ -69,6 +83,10 @@ class Communicator:
 
     def _reduce_scatter(self, t, group):
         raise NotImplementedError
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed or timed out; the message names it, its phase and its group."""
 
 
 class PeerFailed(RuntimeError):
@@ -133,3 +151,36 @@ class ThreadCommunicator(Communicator):
     def _reduce_scatter(self, t, group):
         ranks, parts = self._peers(t, group)
         return torch.stack(parts).sum(0).chunk(len(ranks), 0)[ranks.index(self.rank)].clone()
+
+
+class TorchCommunicator(Communicator):
+    """Collectives over torch.distributed process groups taken from a DeviceMesh
+    ``(n, m)`` named ``("head_group", "dim_segment")`` (gloo on CPU, NCCL on GPU)."""
+
+    def __init__(self, rank: int, partition: Partition, mesh, trace: Trace | None = None):
+        import torch.distributed as dist
+
+        super().__init__(rank, partition, trace)
+        self.dist = dist
+        self.groups = {"dim_segment": mesh.get_group("dim_segment"), "head_group": mesh.get_group("head_group"),
+                       "world": dist.group.WORLD}
+        for name, pg in self.groups.items():  # the mesh must be the plan's layout, or every result is wrong
+            got = tuple(dist.get_process_group_ranks(pg))
+            if got != self.ranks(name):
+                raise RuntimeError(f"rank {rank}: mesh group {name} is {list(got)}, the plan expects "
+                                   f"{list(self.ranks(name))}: plan/launch mismatch")
+
+    def _all_reduce(self, t, group):
+        out = t.clone()
+        self.dist.all_reduce(out, group=self.groups[group])
+        return out
+
+    def _all_gather(self, t, group):
+        out = t.new_empty((t.shape[0] * self.size(group), *t.shape[1:]))
+        self.dist.all_gather_single(out, t, group=self.groups[group])
+        return out
+
+    def _reduce_scatter(self, t, group):
+        out = t.new_empty((t.shape[0] // self.size(group), *t.shape[1:]))
+        self.dist.reduce_scatter_single(out, t, group=self.groups[group])
+        return out

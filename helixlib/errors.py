@@ -19,23 +19,23 @@ class HelixInputError(ValueError):
         super().__init__(f"{field}: {rule}{suffix}")
 
 
-def positive_int(field: str, value: object) -> int:
-    """Return ``value`` as an int if it is a whole number > 0, else raise naming ``field``."""
+def positive_int(field: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is a whole number >= ``minimum`` (default 1), else
+    raise naming ``field``."""
+    rule = "must be a positive integer" if minimum == 1 else f"must be an integer >= {minimum}"
     if isinstance(value, bool):
-        raise HelixInputError(field, "must be a positive integer", value)
+        raise HelixInputError(field, rule, value)
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
-            raise HelixInputError(field, "must be a positive integer", value) from None
+            raise HelixInputError(field, rule, value) from None
     if isinstance(value, float):
         if not value.is_integer():
-            raise HelixInputError(field, "must be a positive integer", value)
+            raise HelixInputError(field, rule, value)
         value = int(value)
-    if not isinstance(value, int):
-        raise HelixInputError(field, "must be a positive integer", value)
-    if value <= 0:
-        raise HelixInputError(field, "must be a positive integer", value)
+    if not isinstance(value, int) or value < minimum:
+        raise HelixInputError(field, rule, value)
     return value
 
 

@@ -46,6 +46,12 @@ class Trace:
     timings: dict[str, float] = field(default_factory=dict)  # forward_s, backward_s, total_s
     peak_memory_bytes: int | None = None
 
+    def clear(self) -> None:
+        """Forget everything recorded (between warm-up and timed steps)."""
+        self.collectives.clear()
+        self.ops.clear()
+        self.timings.clear()
+
     def collective(self, **kw) -> None:
         self.collectives.append(CollectiveEvent(**kw))
 

@@ -44,17 +44,30 @@ class RankOutput:
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def run_rank(plan: Plan, rank: int, comm: Communicator, dtype: str = "fp64", seed: int = 0,
-             backward: bool = False, device: str | torch.device = "cpu") -> RankOutput:
-    """Build rank ``rank``'s block from the seeded dense weights, run forward (and backward
-    with the seeded output gradient), time both into ``comm.trace``."""
+@dataclass
+class RankInputs:
+    """One rank's block (weights sliced from the seeded dense init), input x and output grad."""
+
+    block: HelixBlock
+    x: torch.Tensor  # [B, L, D], replicated
+    grad_out: torch.Tensor  # [B, L, D], replicated
+
+
+def prepare_rank(plan: Plan, rank: int, comm: Communicator, dtype: str = "fp64", seed: int = 0,
+                 device: str | torch.device = "cpu") -> RankInputs:
     tdtype = TORCH_DTYPES[dtype]
     weights = {k: v.to(device) for k, v in init_weights(plan.model, seed, tdtype).items()}
     x, gy = (t.to(device) for t in init_input(plan.model, seed, tdtype))
-    block = HelixBlock(plan, rank, weights, comm)
-    x.requires_grad_(backward)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    trace = comm.trace
+    return RankInputs(HelixBlock(plan, rank, weights, comm), x, gy)
+
+
+def run_step(inputs: RankInputs, backward: bool = False) -> RankOutput:
+    """Forward (and backward) once; times go into the block's trace. Gradients are fresh."""
+    block, trace = inputs.block, inputs.block.trace
+    block.zero_grad(set_to_none=True)
+    x = inputs.x.detach().requires_grad_(backward)
+    device = x.device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     out = block(x)
@@ -63,13 +76,19 @@ def run_rank(plan: Plan, rank: int, comm: Communicator, dtype: str = "fp64", see
     trace.timings["forward_s"] = t1 - t0
     grads = {}
     if backward:
-        out.backward(gy)
+        out.backward(inputs.grad_out)
         sync()
         trace.timings["backward_s"] = time.perf_counter() - t1
         grads = {name: p.grad.detach() for name, p in block.parameters_by_dense_name().items()}
         grads["x"] = x.grad.detach()
     trace.timings["total_s"] = time.perf_counter() - t0
-    return RankOutput(rank, out.detach(), grads)
+    return RankOutput(block.rank, out.detach(), grads)
+
+
+def run_rank(plan: Plan, rank: int, comm: Communicator, dtype: str = "fp64", seed: int = 0,
+             backward: bool = False, device: str | torch.device = "cpu") -> RankOutput:
+    """Build rank ``rank``'s block and run one step (what the simulation does per thread)."""
+    return run_step(prepare_rank(plan, rank, comm, dtype, seed, device), backward)
 
 
 @dataclass
