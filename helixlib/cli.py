@@ -72,8 +72,25 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _lazy(module: str, name: str):
+    """Import a command's module only when it runs (``plan`` needs no torch.distributed)."""
+    def run(a):
+        import importlib
+        return getattr(importlib.import_module(f"helixlib.{module}"), name)(a)
+    return run
+
+
+def _lazy_args(module: str, name: str):
+    def add(p):
+        import importlib
+        return getattr(importlib.import_module(f"helixlib.{module}"), name)(p)
+    return add
+
+
 COMMANDS = {
     "plan": (cmd_plan, "the partition plan: ranks, shards, ops, collectives, memory, checks", add_plan_args),
+    "run": (_lazy("runner", "cmd_run"), "run the block on n x m processes; verify against dense; monitor",
+            _lazy_args("runner", "add_run_args")),
 }
 
 
