@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import importlib
 import multiprocessing as mp
 import os
 import queue
@@ -62,7 +63,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _rank_entry(spec: RunSpec, rank: int, world: int, port: int, messages, progress, stack_dir: str) -> None:
+def _rank_entry(rank_fn, spec: RunSpec, rank: int, world: int, port, messages, progress, stack_dir: str) -> None:
     """Body of one rank process: report start, run, report result or traceback."""
     _die_with_parent()
     stacks = open(Path(stack_dir) / f"rank{rank}.txt", "w")
@@ -71,7 +72,12 @@ def _rank_entry(spec: RunSpec, rank: int, world: int, port: int, messages, progr
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     messages.put(("started", rank, os.getpid()))
     try:
-        result = rank_main(spec, rank, world, local_rank=rank, store_port=port, progress=progress)
+        deadline = time.monotonic() + 60
+        while port.value == 0:  # the launcher opens the store after forking (see launch_local)
+            if time.monotonic() > deadline:
+                raise RuntimeError("the launcher's store did not open within 60 s")
+            time.sleep(0.005)
+        result = rank_fn(spec, rank, world, local_rank=rank, store_port=port.value, progress=progress)
         messages.put(("done", rank, result))
     except BaseException:  # noqa: BLE001 - everything goes to the launcher
         messages.put(("error", rank, traceback.format_exc()))
@@ -81,13 +87,15 @@ def _rank_entry(spec: RunSpec, rank: int, world: int, port: int, messages, progr
 class _Ranks:
     """The launched rank processes and what they have told the launcher."""
 
-    def __init__(self, ctx, spec: RunSpec, plan, port: int):
+    def __init__(self, ctx, spec: RunSpec, plan, rank_fn):
         self.plan, self.world = plan, plan.world_size
+        self.port = ctx.Value("i", 0, lock=False)  # set once the store is open
         self.messages = ctx.Queue()
         self.progress = ctx.Array("i", self.world, lock=False)  # collectives entered, per rank
         self.stack_dir = tempfile.mkdtemp(prefix="helix-stacks-")
         self.procs = [ctx.Process(target=_rank_entry, name=f"helix-rank{r}", daemon=True,
-                                  args=(spec, r, self.world, port, self.messages, self.progress, self.stack_dir))
+                                  args=(rank_fn, spec, r, self.world, self.port, self.messages, self.progress,
+                                        self.stack_dir))
                       for r in range(self.world)]
         self.pids: dict[int, int] = {}
         self.errors: dict[int, str] = {}  # rank -> traceback
@@ -202,10 +210,14 @@ def _innermost_frame(dump: str) -> str:
 
 
 def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: float | None = None,
-                 log=None) -> RunResult:
+                 log=None, rank_fn=rank_main) -> RunResult:
     """Run ``spec`` on n·m local CPU processes; return rank 0's RunResult with
     ``timings`` (startup_s: launch until every rank reported in; wall_s: launch to result).
-    Raises DistributedRunError on any rank failure, hang or overall timeout."""
+    Raises DistributedRunError on any rank failure, hang or overall timeout.
+
+    ``rank_fn(spec, rank, world_size, local_rank, store_port, progress)`` is what each rank
+    runs (default :func:`helixlib.distributed.rank_main`; benchmarks pass their own, which
+    must be importable: a module-level function)."""
     one_of("start_method", start_method, START_METHODS)
     plan = build_plan(spec.model, spec.partition)  # bad input fails here, before any process
     if timeout_s is None:
@@ -214,14 +226,20 @@ def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: flo
 
     import torch.distributed as dist
 
+    t0 = time.perf_counter()
     ctx = mp.get_context(start_method)
     if start_method == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
-    t0 = time.perf_counter()
-    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    ranks = _Ranks(ctx, spec, plan, store.port)
+    elif start_method == "fork":  # forked ranks inherit what this process has imported
+        for module in _PRELOAD:
+            importlib.import_module(module)
+    ranks = _Ranks(ctx, spec, plan, rank_fn)
     try:
         ranks.start()
+        # The store's server thread starts only now: a process forked while it ran could
+        # inherit a held lock (the fork-after-threads deadlock).
+        store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        ranks.port.value = store.port
         log(f"launched {plan.world_size} ranks ({start_method}), store 127.0.0.1:{store.port}")
         startup_s = None
         while len(ranks.done) < plan.world_size:
@@ -235,8 +253,9 @@ def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: flo
             if time.perf_counter() - t0 > timeout_s:
                 raise ranks.hang(timeout_s)
         result = ranks.result
-        result.timings["startup_s"] = startup_s or 0.0
-        result.timings["wall_s"] = time.perf_counter() - t0
+        if isinstance(getattr(result, "timings", None), dict):
+            result.timings["startup_s"] = startup_s or 0.0
+            result.timings["wall_s"] = time.perf_counter() - t0
         return result
     finally:
         ranks.stop()

@@ -14,6 +14,7 @@ import pytest
 from helixlib import Partition, build_plan, factorisations, load_model
 from helixlib.distributed import Fault, RunSpec
 from helixlib.launch import DistributedRunError, launch_local
+from helixlib.monitor_plots import collective_bytes, time_breakdown
 from helixlib.partition import OUTPUT_MODES, QK_MODES
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,13 @@ def test_monitoring_points_are_recorded(tiny):
     assert len(d["peak_memory_bytes"]) == 16 and min(d["peak_memory_bytes"]) > 10e6
     assert d["timings"]["wall_s"] >= d["timings"]["startup_s"] > 0
     assert all(t["timings"]["forward_s"] > 0 and t["timings"]["backward_s"] > 0 for t in d["traces"])
+    labels, planned, recorded = collective_bytes(plan, r)
+    assert labels == ["scores_allreduce", "out_proj_allreduce", "fc2_allreduce", "fc1_input.backward",
+                      "scores_allreduce.backward", "qkv_input.backward"]
+    assert planned == recorded
+    parts = time_breakdown(r)
+    assert all(len(v) == 16 and (v >= 0).all() for v in parts.values())
+    assert (parts["forward ops"] + parts["forward collectives"] <= [t.timings["forward_s"] + 1e-6 for t in r.traces]).all()
 
 
 def test_a_raising_rank_fails_fast_with_its_traceback_and_no_orphans(tiny):
