@@ -31,7 +31,8 @@ def add_plan_args(p: argparse.ArgumentParser, model: str = "helix-70b") -> None:
     p.add_argument("--model", default=model, help=f"preset name or YAML file (default {model})")
     p.add_argument("--head-groups", "-n", default="4", help="n, head groups (default 4)")
     p.add_argument("--dim-segments", "-m", default="4", help="m, head-dim segments (default 4)")
-    p.add_argument("--qk-mode", default="reduce_scores", help=f"one of {', '.join(QK_MODES)}")
+    p.add_argument("--qk-mode", default="reduce_scores",
+                   help=f"one of {', '.join(QK_MODES)}; segment_local is the plan's literal (incorrect) dataflow")
     p.add_argument("--output", default="allreduce", help=f"one of {', '.join(OUTPUT_MODES)}")
     p.add_argument("--world-size", default=None, help="check that n x m equals this many ranks")
     for flag in ("seq-len", "batch", "layers"):

@@ -71,6 +71,8 @@ class HelixAttention(nn.Module):
         self.h_g = shard.heads[1] - shard.heads[0]
         self.d_s = shard.dim_slice[1] - shard.dim_slice[0]
         self.scale = 1.0 / math.sqrt(plan.model.head_dim)  # the full head's d, not d_s
+        if not part.exact:  # segment_local: what a per-partition attention kernel would do
+            self.scale = 1.0 / math.sqrt(self.d_s)
         self.comm, self.trace = comm, trace
         for t in "qkv":
             setattr(self, f"{t}_proj", ColumnParallelLinear(

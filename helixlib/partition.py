@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from .config import ModelConfig
 from .errors import HelixInputError, one_of, positive_int
 
-QK_MODES = ("reduce_scores", "gather_qk")
+QK_MODES = ("reduce_scores", "gather_qk")  # the exact ways
+#: The deployment plan's literal reading: every segment takes its own softmax of its partial
+#: scores (scaled by 1/√d_s) and nothing is reduced. NOT exact — kept so the workbook can
+#: measure how wrong it is (``simulate`` / ``run`` report the error).
+SEGMENT_LOCAL = "segment_local"
 OUTPUT_MODES = ("allreduce", "concat")
 MESH_DIM_NAMES = ("head_group", "dim_segment")
 
@@ -24,7 +28,8 @@ class Partition:
     """n head groups × m dim segments, plus the two dataflow variants.
 
     ``qk_mode``: ``reduce_scores`` all-reduces the partial Q·Kᵀ over the dim_segment
-    group before softmax; ``gather_qk`` all-gathers the Q and K segments instead.
+    group before softmax; ``gather_qk`` all-gathers the Q and K segments instead;
+    ``segment_local`` (incorrect, for demonstration) reduces nothing.
     ``output``: ``allreduce`` is a row-parallel out-projection (Megatron);
     ``concat`` is the deployment plan's literal dataflow (concat within the group, then
     across groups, then a tensor-parallel out-projection).
@@ -38,8 +43,13 @@ class Partition:
     def __post_init__(self):
         object.__setattr__(self, "head_groups", positive_int("head_groups", self.head_groups))
         object.__setattr__(self, "dim_segments", positive_int("dim_segments", self.dim_segments))
-        one_of("qk_mode", self.qk_mode, QK_MODES)
+        one_of("qk_mode", self.qk_mode, QK_MODES + (SEGMENT_LOCAL,))
         one_of("output", self.output, OUTPUT_MODES)
+
+    @property
+    def exact(self) -> bool:
+        """False for the deliberately wrong ``segment_local`` dataflow."""
+        return self.qk_mode != SEGMENT_LOCAL
 
     @property
     def world_size(self) -> int:

@@ -262,7 +262,8 @@ def _rank_program(model: ModelConfig, part: Partition, sh: Shard) -> list[Op | C
         s = p.op("scores", "matmul", [q, k], "s", score_shape, gemm=(B * h_g, L, k_width, L))
     else:
         s = p.op("scores", "matmul", [q, k], "s_part", score_shape, gemm=(B * h_g, L, d_s, L))
-        s = p.comm("scores_allreduce", "all_reduce_sum", "dim_segment", s, "s", None)
+        if part.exact:  # segment_local skips the reduction: the plan's literal, wrong, dataflow
+            s = p.comm("scores_allreduce", "all_reduce_sum", "dim_segment", s, "s", None)
     pr = p.op("softmax", "softmax", [s], "p", score_shape)
     o = p.op("attn_v", "matmul", [pr, v], "o", (B, L, h_g, d_s), gemm=(B * h_g, L, L, d_s))
     if part.output == "concat":

@@ -28,7 +28,7 @@ def test_plan_table():
     (["--world-size", "8"], "error: world_size: must equal head_groups x dim_segments = 4x4 = 16, got 8"),
     (["--model", "helix-9000"], "error: model: unknown preset"),
     (["--model", "/nonexistent/model.yaml"], "error: model: file does not exist"),
-    (["--qk-mode", "flash"], "error: qk_mode: must be one of reduce_scores, gather_qk, got 'flash'"),
+    (["--qk-mode", "flash"], "error: qk_mode: must be one of reduce_scores, gather_qk, segment_local, got 'flash'"),
     (["--output", "scatter"], "error: output: must be one of allreduce, concat, got 'scatter'"),
     (["--dtype", "fp8"], "error: dtype: must be one of"),
     (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),

@@ -80,3 +80,13 @@ def test_per_segment_softmax_is_wrong_and_summed_scores_are_right():
     assert demo.per_segment_error > 0.1
     assert demo.wrong_scale_error > 0.05
     assert demo.summed_error < 1e-12
+
+
+def test_the_plans_literal_dataflow_is_wrong(tiny):
+    """segment_local: each segment softmaxes its own partial scores, nothing reduced."""
+    plan = build_plan(tiny, Partition(4, 4, "segment_local"))
+    assert not any("scores" in c.name for c in plan.collectives)
+    c = simulate(plan)
+    assert c.forward_error > 0.05 and not c.ok
+    # with one segment per head there is nothing to reduce: exact again
+    assert simulate(build_plan(tiny, Partition(16, 1, "segment_local"))).ok
