@@ -92,6 +92,8 @@ COMMANDS = {
     "plan": (cmd_plan, "the partition plan: ranks, shards, ops, collectives, memory, checks", add_plan_args),
     "run": (_lazy("runner", "cmd_run"), "run the block on n x m processes; verify against dense; monitor",
             _lazy_args("runner", "add_run_args")),
+    "audit": (_lazy("audit", "cmd_audit"), "check a deployment plan's claims, one by one",
+              _lazy_args("audit", "add_audit_args")),
 }
 
 
