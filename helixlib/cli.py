@@ -1,4 +1,4 @@
-"""``python -m helixlib <command>``: plan (and, as they land, run, dag, estimate, audit).
+"""``python -m helixlib <command>``: plan, run, audit, dag (and, as it lands, estimate).
 
 Bad input prints one line, ``error: <field>: <rule>, got <value>``, and exits with 2.
 """
@@ -94,6 +94,8 @@ COMMANDS = {
             _lazy_args("runner", "add_run_args")),
     "audit": (_lazy("audit", "cmd_audit"), "check a deployment plan's claims, one by one",
               _lazy_args("audit", "add_audit_args")),
+    "dag": (_lazy("dag_files", "cmd_dag"), "operator-level DAGs of the plan: checked, written as .dot, rendered",
+            _lazy_args("dag_files", "add_dag_args")),
 }
 
 
