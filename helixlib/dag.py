@@ -127,13 +127,13 @@ class Dag:
         a_, b_ = names
         out = [f"only in {a_}: node {k}" for k in self.nodes if k not in other.nodes][:limit]
         out += [f"only in {b_}: node {k}" for k in other.nodes if k not in self.nodes][:limit]
+        ea, eb = Counter(self.edges), Counter(other.edges)
+        for who, extra in ((a_, ea - eb), (b_, eb - ea)):
+            out += [f"only in {who}: edge {e.src} -> {e.dst} ({e.dst_port}, rank {e.rank})" for e in extra][:limit]
         for k in (k for k in self.nodes if k in other.nodes and self.nodes[k] != other.nodes[k]):
             a, b = self.nodes[k], other.nodes[k]
             out += [f"node {k}: {f.name} {getattr(a, f.name)} ({a_}) != {getattr(b, f.name)} ({b_})"
                     for f in fields(Node) if getattr(a, f.name) != getattr(b, f.name)][:limit]
-        ea, eb = Counter(self.edges), Counter(other.edges)
-        for who, extra in ((a_, ea - eb), (b_, eb - ea)):
-            out += [f"only in {who}: edge {e.src} -> {e.dst} ({e.dst_port}, rank {e.rank})" for e in extra][:limit]
         out += [f"{a_}: {p}" for p in self.problems[:limit]] + [f"{b_}: {p}" for p in other.problems[:limit]]
         return out
 

@@ -16,6 +16,7 @@ the same operator name share a column, so the ranks read as parallel lanes.
 from __future__ import annotations
 
 import html
+import math
 import re
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ def _small(text: str) -> str:
 
 def _collective_words(kind_elems, group: str, ranks) -> str:
     if kind_elems is None:
-        return "identity"
+        return "no collective"
     kind, elements = kind_elems
     return f"{KIND_WORDS.get(kind, kind)} over {group} [{fmt_ranks(ranks)}], {elements:,} el."
 
@@ -219,6 +220,23 @@ def dot_source(dag: Dag, plan: Plan, name: str) -> str:
         for i, p in enumerate(perm):
             order[hg][p] = declared[i]
     return to_dot(dag, plan, name, order)
+
+
+COMM_HEADER = ["communication point", "mapping", "group", "ranks", "forward", "backward", "buffer"]
+
+
+def comm_rows(dag: Dag) -> list[list]:
+    """One row per communication node of ``dag`` (program order, then group): what it does
+    in forward and in backward."""
+    def kind(k):
+        return "no collective" if k is None else f"{KIND_WORDS.get(k[0], k[0])}, {k[1]:,} el."
+    comms = [n for n in dag.nodes.values() if n.kind == "comm"]
+    first = {}
+    for n in comms:
+        first.setdefault((n.layer, n.name), len(first))
+    return [[n.name, n.op_kind, n.group, fmt_ranks(n.ranks), kind(n.forward), kind(n.backward),
+             fmt_shape(max(list(n.in_shapes.values()) + list(n.out_shapes.values()), key=math.prod))]
+            for n in sorted(comms, key=lambda n: (first[(n.layer, n.name)], n.ranks))]
 
 
 class DotNotFound(RuntimeError):

@@ -21,6 +21,11 @@ ARTEFACTS = [
     ("plan_helix-70b_4x4.txt", ["plan", "--model", "helix-70b", "-n", "4", "-m", "4"]),
     ("run_helix-tiny_4x4.txt", ["run", "--model", "helix-tiny", "-n", "4", "-m", "4", "--backward",
                                 "--save", "{out}/run_helix-tiny_4x4.json"]),
+    # the deployment plan's three DAG files (.dot, .svg, .png) under dag/; the checks go to the .txt
+    ("dag_helix-70b_4x4.txt", ["dag", "--model", "helix-70b", "-n", "4", "-m", "4", "--out", "{out}/dag"]),
+    ("dag_helix-70b_4x4_gather_qk_concat.txt", ["dag", "--model", "helix-70b", "-n", "4", "-m", "4",
+                                                "--qk-mode", "gather_qk", "--output", "concat",
+                                                "--out", "{out}/dag_gather_qk_concat"]),
 ]
 
 

@@ -14,7 +14,7 @@ from helixlib import HelixInputError, Partition, build_plan
 from helixlib.dag import Edge, build_dag, model_view, stage_view
 from helixlib.dag_checks import run_dag_checks
 from helixlib.dag_files import FILES, dag_files, write_dag_files
-from helixlib.dag_render import dot_source, lanes_top_down
+from helixlib.dag_render import comm_rows, dot_source, fmt_ranks, lanes_top_down
 from helixlib.dag_trace import check_drawn_equals_ran, dag_from_traces
 from helixlib.partition import OUTPUT_MODES, QK_MODES
 from helixlib.plan import Op
@@ -66,6 +66,26 @@ def test_numbers_shown_for_4x4(plan_4x4):
     # model: 87 x (16 x 14 ops + 8 communication nodes) + 2; drawn: 16 x 6 stages + 8 + 1 + 2.
     assert got == [(152, 256, 152), (84, 144, 84), (20186, 32032, 107)]
     assert all(f.ok for f in files)
+    # 86 later layers x (16 x 14 operators, 4 scores + out_proj + fc2 forward all-reduces)
+    assert files[2].view.nodes["layers"].note == "86 x layer 0: 19264 operators, 516 forward collectives in all"
+    # compact, rank 5 expanded: its 9 operators + 15 ranks x 4 stages + 6 communication nodes + 2
+    assert len(stage_view(files[0].graph, 5).nodes) == 77
+
+
+@pytest.mark.parametrize("qk,out,n_comm", [("reduce_scores", "allreduce", 4), ("gather_qk", "allreduce", 6),
+                                          ("reduce_scores", "concat", 8)])
+def test_communication_rows_of_the_variants(big, qk, out, n_comm):
+    """Notebook 03 contrasts the variants on 2x2 with these rows: they are the plan's collectives."""
+    plan = build_plan(big, Partition(2, 2, qk, out))
+    dag = build_dag(plan, "mha")
+    rows = comm_rows(dag)
+    assert (dag.count("op"), len(rows)) == (36, n_comm)
+    words = {"all_reduce": "all-reduce", "all_gather": "all-gather", "reduce_scatter": "reduce-scatter"}
+    want = {(c.name.removesuffix(".backward"), c.phase, fmt_ranks(c.ranks), f"{words[c.kind]}, {c.elements:,} el.")
+            for c in plan.collectives if c.name.removesuffix(".backward") in {r[0] for r in rows}}
+    got = {(r[0], phase, r[3], r[col]) for r in rows for phase, col in (("forward", 4), ("backward", 5))
+           if r[col] != "no collective"}
+    assert got == want
 
 
 def test_several_layers_chain_on_each_rank(tiny):
@@ -254,6 +274,9 @@ def test_the_graph_of_the_run_equals_the_plan_graph(tiny, nm, out, qk):
     result = check_drawn_equals_ran(plan, traces)
     assert result.ok, result.detail
     assert dag_from_traces(plan, traces) == build_dag(plan, "block")
+    if nm == (4, 4):  # the sizes notebook 03 shows
+        size = {"reduce_scores": "234 nodes, 384 edges", "gather_qk": "238 nodes, 400 edges"}[qk]
+        assert result.detail == f"plan graph == run graph ({size})"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ NOTEBOOKS = notebook_paths()
 
 def test_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
-    assert names[:3] == ["00_overview", "01_partitioning", "02_shape_checks"]
+    assert names[:4] == ["00_overview", "01_partitioning", "02_shape_checks", "03_dag_drawings"]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
