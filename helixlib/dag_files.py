@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import CheckResult
-from .dag import Dag, build_dag, model_view, stage_view
+from .dag import Dag, build_dag
+from .dag_views import model_view, stage_view
 from .dag_checks import run_dag_checks
 from .dag_render import INSTALL_HINT, DotNotFound, dot_program, dot_source
 from .errors import HelixInputError

@@ -1,10 +1,10 @@
 """Graphviz drawings of a :class:`~helixlib.dag.Dag` (or a view of it).
 
-Layout: data flows left to right; one row per rank. Ranks are clustered by head group,
-and inside it by rank (cluster label: GPU, (g, s), heads, head-dim columns). Operator
-nodes and each rank's edges take the rank's colour from :func:`helixlib.palette.rank_color`
-(hue by head group, shade by dim segment, as in the rank map of notebook 01). Nodes with
-the same operator name share a column, so the ranks read as parallel lanes.
+Layout: data flows left to right, one lane (row) per rank, lanes clustered by head group
+(label: heads) and inside it by rank (label: GPU, (g, s), head-dim columns). Operator nodes
+and each rank's edges take the rank's colour from :func:`helixlib.palette.rank_color` (hue
+by head group, shade by dim segment, as in the rank map of notebook 01). Operators at the
+same depth share a column, and :func:`dot_source` stacks the lanes in rank order.
 
 * operator: name, GPU, ``input shapes -> output shape``, weight slices;
 * collective: black box, with its forward kind, group, ranks and buffer, and its backward;

@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 
 from helixlib import HelixInputError, Partition, build_plan
-from helixlib.dag import Edge, build_dag, model_view, stage_view
+from helixlib.dag import Edge, build_dag
+from helixlib.dag_views import model_view, stage_view
 from helixlib.dag_checks import run_dag_checks
 from helixlib.dag_files import FILES, dag_files, write_dag_files
 from helixlib.dag_render import comm_rows, dot_source, fmt_ranks, lanes_top_down
