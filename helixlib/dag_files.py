@@ -17,26 +17,27 @@ and checked at that size, but a drawing of it would be unreadable, so the drawin
 contraction (:func:`helixlib.dag.model_view`). ``--compact`` draws the two layer-0 files the
 same way, with rank ``--rank`` operator by operator: for partitions of many ranks.
 
-Each file is written to a temporary name and renamed, so an error leaves no half-written
-file. Without ``dot`` the .dot files are written and the message says how to render them.
+Each file is written to a temporary name and renamed (:mod:`helixlib.files`), so an error
+leaves no half-written file. Without ``dot`` the .dot files are written and the message says how to render them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checks import CheckResult
+from .cli import add_plan_args, plan_from_args
 from .dag import Dag, build_dag
 from .dag_views import model_view, stage_view
 from .dag_checks import run_dag_checks
 from .dag_render import INSTALL_HINT, DotNotFound, dot_program, dot_source
 from .errors import HelixInputError
+from .files import write_bytes_atomic, write_text_atomic
 from .plan import Plan
 
 FILES = ("mha_layer_0_partitioned", "mlp_layer_0_tensor_parallel", "complete_helix_model")
@@ -66,27 +67,12 @@ def dag_files(plan: Plan, compact: bool = False, rank: int = 0) -> list[DagFile]
     return [DagFile(name, g, v, run_dag_checks(g, plan)) for name, g, v in zip(FILES, graphs, views)]
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def render(dot_path: Path, fmt: str) -> Path:
-    """``dot -T<fmt> file.dot -o file.<fmt>`` (atomically); raises DotNotFound without ``dot``."""
-    out = dot_path.with_suffix(f".{fmt}")
-    program = dot_program()
-
-    def run(tmp: Path) -> None:
-        r = subprocess.run([program, f"-T{fmt}", str(dot_path), "-o", str(tmp)], capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"dot failed on {dot_path}: {r.stderr.strip()}")
-    _replace_atomically(out, run)
-    return out
+    """``dot -T<fmt> file.dot`` into ``file.<fmt>`` (atomically); raises DotNotFound without ``dot``."""
+    r = subprocess.run([dot_program(), f"-T{fmt}", str(dot_path)], capture_output=True)
+    if r.returncode:
+        raise RuntimeError(f"dot failed on {dot_path}: {r.stderr.decode(errors='replace').strip()}")
+    return write_bytes_atomic(dot_path.with_suffix(f".{fmt}"), r.stdout)
 
 
 def render_commands(paths: list[Path], formats: tuple[str, ...]) -> list[str]:
@@ -98,13 +84,8 @@ def write_dag_files(plan: Plan, out_dir: str | Path, formats: tuple[str, ...] = 
     """Write the three .dot files into ``out_dir`` and render them in ``formats``. Returns the
     files and, when ``dot`` is missing, the message saying how to render them."""
     files = dag_files(plan, compact, rank)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for f in files:
-        path = out / f"{f.name}.dot"
-        text = dot_source(f.view, plan, f.name)
-        _replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        f.written.append(path)
+        f.written.append(write_text_atomic(Path(out_dir) / f"{f.name}.dot", dot_source(f.view, plan, f.name)))
     try:
         for f in files:
             f.written += [render(f.written[0], fmt) for fmt in formats]
@@ -116,8 +97,6 @@ def write_dag_files(plan: Plan, out_dir: str | Path, formats: tuple[str, ...] = 
 
 
 def add_dag_args(p: argparse.ArgumentParser) -> None:
-    from .cli import add_plan_args
-
     add_plan_args(p)
     p.add_argument("--out", default="build/dag", help="output folder (default build/dag)")
     p.add_argument("--formats", default="svg,png", help=f"rendered formats, comma-separated, of {', '.join(FORMATS)}")
@@ -144,8 +123,6 @@ def _parse_rank(text: str, world_size: int) -> int:
 
 
 def cmd_dag(a: argparse.Namespace) -> int:
-    from .cli import plan_from_args
-
     plan = plan_from_args(a)
     formats, rank = _parse_formats(a.formats), _parse_rank(a.rank, plan.world_size)
     files, missing_dot = write_dag_files(plan, a.out, formats, a.compact, rank)
