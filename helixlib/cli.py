@@ -94,6 +94,9 @@ COMMANDS = {
             _lazy_args("runner", "add_run_args")),
     "audit": (_lazy("audit", "cmd_audit"), "check a deployment plan's claims, one by one",
               _lazy_args("audit", "add_audit_args")),
+    "estimate": (_lazy("estimate", "cmd_estimate"),
+                 "runtime and memory of the plan on a cluster (roofline + alpha-beta)",
+                 _lazy_args("estimate", "add_estimate_args")),
 }
 
 
