@@ -39,12 +39,15 @@ DEFAULT_HARDWARE = "dgx-a100"
 FLASH_BLOCK = 128  # query rows per tile of a flash kernel
 
 
-def model_flops_per_block(model: ModelConfig, batch: int | None = None) -> int:
-    """Dense forward FLOPs of one block for ``batch`` sequences (REFERENCE §2):
-    QKV 6·L·D², scores 2·L²·D, P·V 2·L²·D, out-proj 2·L·D², MLP 4·L·D·F per sequence."""
-    B = model.batch if batch is None else batch
-    L, D, F = model.seq_len, model.hidden, model.mlp_hidden
+def block_flops(B, L, D, F):
+    """Dense forward FLOPs of one block for B sequences (REFERENCE §2): per sequence QKV 6·L·D²,
+    scores 2·L²·D, P·V 2·L²·D, out-proj 2·L·D², MLP 4·L·D·F (arrays allowed)."""
     return B * (8 * L * D * D + 4 * L * L * D + 4 * L * D * F)
+
+
+def model_flops_per_block(model: ModelConfig, batch: int | None = None) -> int:
+    """``block_flops`` of a model (its batch unless ``batch`` is given)."""
+    return block_flops(model.batch if batch is None else batch, model.seq_len, model.hidden, model.mlp_hidden)
 
 
 def divisors(n: int) -> list[int]:
@@ -224,8 +227,13 @@ CONVENTIONS = {
 
 
 def estimate(plan: Plan, cluster: Cluster, training: bool = False, flash: bool = False, recompute: bool = False,
-             micro_batch: int | None = None, flash_block: int = FLASH_BLOCK) -> Estimate:
-    """Time and memory of ``plan`` on ``cluster`` (see the module docstring)."""
+             micro_batch: int | None = None, flash_block: int = FLASH_BLOCK,
+             search_micro_batch: bool = True) -> Estimate:
+    """Time and memory of ``plan`` on ``cluster`` (see the module docstring).
+
+    ``search_micro_batch=False`` skips the search for the largest micro-batch that fits
+    (``largest_micro_batch`` is then None); the explorer takes it from the design-space
+    evaluation instead, which tests check agrees."""
     B = plan.model.batch
     b = B if micro_batch is None else positive_int("micro_batch", micro_batch)
     if B % b:
@@ -248,7 +256,7 @@ def estimate(plan: Plan, cluster: Cluster, training: bool = False, flash: bool =
         notes.append(f"flash with partial scores: one score all-reduce per {flash_block} query rows, "
                      "and again in backward (hypothetical kernel, see helixlib.workload.fuse_attention)")
     return Estimate(plan, cluster, opts, micro, rank, prog, timing, memory,
-                    largest_micro_batch(plan, cluster, opts), notes)
+                    largest_micro_batch(plan, cluster, opts) if search_micro_batch else None, notes)
 
 
 # ---- command line ------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def program_memory(prog: Program, cluster: Cluster, layers, training=False, reco
         optimizer=training * params * optimizer_bytes_per_param(beta),
         activations=training * kept,
         working=working_bytes(prog),
-        comm_buffers=prog.communicators * cluster.communicator_bytes + prog.extra_buffer_bytes,
+        comm_buffers=(prog.communicators * cluster.communicator_bytes + prog.extra_buffer_bytes
+                      + training * prog.backward_buffer_bytes),
         reserved=cluster.device.reserved_bytes,
         capacity=cluster.device.memory_bytes,
     )

@@ -80,6 +80,7 @@ class Program:
     block_input: str = "x"  # what full recompute keeps per block
     communicators: object = 1  # NCCL communicators the rank uses
     extra_buffer_bytes: object = 0  # staging beyond NCCL's own: flash tile buffers, gathered weights
+    backward_buffer_bytes: object = 0  # staging only a training step needs (unsharded gradients)
     notes: list[str] = field(default_factory=list)
 
     def op(self, name: str) -> OpCost:
@@ -216,7 +217,7 @@ def fuse_attention(prog: Program, seq_len, flash_block: int = 128) -> Program:
     for c in prog.forward_comms:
         if c.name == "scores_allreduce":
             c = replace(c, count=chunks)
-            extra = extra + 2 * c.bytes / chunks
+            extra = extra + np.where(np.asarray(c.p) > 1, 2 * c.bytes / chunks, 0.0)  # a group of one reduces nothing
             backward.append(replace(c, name="scores_allreduce.recompute", phase="backward"))
         forward.append(c)
     for c in prog.backward_comms:
