@@ -182,3 +182,33 @@ def largest_divisor_at_most(n, x):
         idx = np.searchsorted(ds, x[sel], side="right") - 1
         out[sel] = np.where(idx >= 0, ds[np.maximum(idx, 0)], 0)
     return out
+
+
+def labels(table: dict[str, np.ndarray]) -> np.ndarray:
+    return np.array([label(s, int(n), int(m), str(q)) for s, n, m, q in
+                     zip(table["strategy"], table["head_groups"], table["dim_segments"], table["qk_mode"])])
+
+
+def best(table: dict[str, np.ndarray], res: dict[str, np.ndarray], by: tuple[str, ...],
+         key: str = "time_dataflow", family: bool = True) -> list[dict]:
+    """The fastest configuration that fits, per combination of the ``by`` columns.
+
+    ``family=True`` groups every helix partition and qk mode as one strategy ("helix"),
+    so a row per strategy family shows its best partition."""
+    names = labels(table)
+    fam = np.where(table["strategy"] == "helix", "helix", names) if family else names
+    ok = res["valid"] & res["fits"]
+    cols = [table[c] for c in by]
+    out = []
+    for combo in sorted(set(zip(*(c[ok] for c in cols), fam[ok])), key=str):
+        sel = ok & (fam == combo[-1])
+        for c, v in zip(cols, combo[:-1]):
+            sel &= c == v
+        i = np.nonzero(sel)[0][np.argmin(res[key][sel])]
+        out.append({**{b: _py(table[b][i]) for b in by}, "strategy": str(fam[i]), "best": str(names[i]),
+                    key: float(res[key][i]), "mfu": float(res["mfu"][i]), "memory": float(res["memory"][i])})
+    return out
+
+
+def _py(v):
+    return v.item() if isinstance(v, np.generic) else v

@@ -154,6 +154,17 @@ class Estimate:
             "communication_over_compute": p["communication"] / p["compute"],
         }
 
+    def breakdown(self) -> list[tuple[str, float, float]]:
+        """(name, compute s, exposed communication s) per op and per collective, one layer, whole
+        batch: an op's forward (+ backward, + recompute); a collective's runs added up."""
+        k, redo = self.micro_steps, 1 + (self.options.training and self.options.recompute)
+        rows = [(r.op.name, k * float(redo * r.forward.time_s + r.backward_s), 0.0) for r in self.timing.ops]
+        exposed: dict[str, float] = {}
+        for r in self.timing.comms:
+            name = r.comm.name.removesuffix(".backward")
+            exposed[name] = exposed.get(name, 0.0) + k * float(r.exposed_s)
+        return rows + [(name, 0.0, t) for name, t in exposed.items() if t > 0]
+
     def op_rows(self) -> list[dict]:
         rows = []
         for r in self.timing.ops:

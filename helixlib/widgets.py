@@ -67,15 +67,7 @@ def explore(model="helix-70b", hardware="dgx-a100", world_size=16, head_groups=4
         return ExplorerResult(values, error=str(err))
     mem = {t: float(getattr(est.memory, t)) for t in MemoryBreakdown.TERMS}
     mem.update(total=float(est.memory.total), capacity=est.memory.capacity)
-    k, redo = est.micro_steps, 1 + (training and recompute)
-    breakdown = []
-    for row in est.timing.ops:
-        breakdown.append((row.op.name, k * float(redo * row.forward.time_s + row.backward_s), 0.0))
-    exposed: dict[str, float] = {}
-    for row in est.timing.comms:
-        base = row.comm.name.removesuffix(".backward")
-        exposed[base] = exposed.get(base, 0.0) + k * float(row.exposed_s)
-    breakdown += [(name, 0.0, t) for name, t in exposed.items() if t > 0]
+    breakdown = est.breakdown()
     ranking = _ranking(cfg, hardware, plan, est)
     current = [r for r in ranking if r["current"]]
     if current:  # the vectorized search (tests check it equals estimate's bisection)
