@@ -21,6 +21,8 @@ ARTEFACTS = [
     ("plan_helix-70b_4x4.txt", ["plan", "--model", "helix-70b", "-n", "4", "-m", "4"]),
     ("run_helix-tiny_4x4.txt", ["run", "--model", "helix-tiny", "-n", "4", "-m", "4", "--backward",
                                 "--save", "{out}/run_helix-tiny_4x4.json"]),
+    ("estimate_helix-70b_4x4_a100.json", ["estimate", "--model", "helix-70b", "-n", "4", "-m", "4",
+                                          "--hardware", "dgx-a100", "--json"]),
 ]
 
 
