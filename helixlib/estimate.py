@@ -234,6 +234,7 @@ CONVENTIONS = {
     "per_model": "layers x per_layer; embeddings, loss, optimizer update excluded",
     "times": "no_overlap = compute + communication; perfect_overlap = max; dataflow = compute + exposed",
     "bandwidths": "per direction; busbw = bandwidth x efficiency",
+    "efficiency": "fraction of the dense matmul peak the FLOP side assumes (element-wise ops: vector peak / matmul peak)",
 }
 
 

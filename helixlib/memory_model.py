@@ -12,6 +12,10 @@ Per rank, for ``layers`` blocks of one Program (one micro-batch of ``b`` sequenc
   block's activations are rebuilt at a time during backward. Replicated tensors (the
   block input, LayerNorm outputs, the residuals — ``[b, L, D]`` each) are **not** divided
   over the ranks; the score tensor ``[b, H/n, L, L]`` is divided by n only;
+  For the helix block (reduce_scores, no flash, F = 4D, bf16) that is, per rank,
+  ``b·L·D·(8 + 24/G) + 2·b·(H/n)·L²`` bytes: Korthikanti et al.'s
+  ``L·B·D·(10 + 24/t) + 5·H·L²·B/t`` without the dropout masks and outputs this block does
+  not have, and with the score term divided by n instead of t;
 * working set: the largest single op's inputs + output, plus the block input that stays
   alive beside it (forward transients; backward's gradient transients have the same
   sizes: the gradient of an op's output and of its inputs);

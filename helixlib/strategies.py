@@ -46,9 +46,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .plan import FLOPS_PER_ELEMENT
 from .workload import LSE_BYTES, WGRAD_OVERLAP, OpCost, Overlap, Program, ProgramBuilder
 
-FLOPS = {"layernorm": 9, "softmax": 5, "gelu": 8, "add": 2}  # per element (the adds carry a bias: 2)
+FLOPS = FLOPS_PER_ELEMENT | {"add": 2}  # the Plan's per-element counts; the residual adds carry a bias: 2
 STRATEGIES = ("helix", "megatron_sp", "ulysses", "ring")
 WHOLE_LAYER = ("*",)
 

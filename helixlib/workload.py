@@ -218,7 +218,7 @@ def fuse_attention(prog: Program, seq_len, flash_block: int = 128) -> Program:
         if c.name == "scores_allreduce":
             c = replace(c, count=chunks)
             extra = extra + np.where(np.asarray(c.p) > 1, 2 * c.bytes / chunks, 0.0)  # a group of one reduces nothing
-            backward.append(replace(c, name="scores_allreduce.recompute", phase="backward"))
+            backward.append(replace(c, name="scores_allreduce.flash_backward", phase="backward"))
         forward.append(c)
     for c in prog.backward_comms:
         backward.append(replace(c, count=chunks) if c.name == "scores_allreduce.backward" else c)

@@ -134,6 +134,8 @@ def test_training_state_and_stored_activations_formula(plan_4x4, a100):
     # x, h1, x1, h2 replicated; q, k, v, o at h_g·d_s = 512 wide; p [1, 4, L, L]; u, z at F/G
     want = 2 * (4 * T * D + 4 * T * 512 + 4 * T * T + 2 * T * F)
     assert stored_bytes(prog) == want
+    # Korthikanti et al. (tensor parallel t) without dropout: L·B·D·(8 + 24/t) + 2·H·L²·B/t, with t -> n for scores
+    assert stored_bytes(prog) == T * D * (8 + 24 / 16) + 2 * (16 / 4) * T * T
 
 
 def test_largest_micro_batch_fits_and_the_next_does_not(plan_4x4, a100, est44):
