@@ -178,3 +178,37 @@ def test_estimate_text_and_bad_input():
     assert r.returncode == 0 and "verdict: does NOT fit" in r.stdout and "flash_attention" in r.stdout
     bad = cli("--micro-batch", "3")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: micro_batch: must divide the batch (1024), got 3"
+
+
+def test_a_measured_cpu_preset_drives_the_estimate(tmp_path):
+    """What ``calibrate`` will write: one 16-rank 'node', measured matmul points and collective fits."""
+    import yaml
+
+    from helixlib import load_model
+
+    fit = lambda a, bw: {"alpha_s": a, "busbw": bw}
+    raw = {
+        "kind": "cluster", "name": "cpu-16", "gpus_per_node": 16, "base_latency_s": 0, "communicator_bytes": 0,
+        "intra_node": {"bandwidth": 1e9, "efficiency": 1, "hop_latency_s": 0},
+        "inter_node": {"bandwidth": 1e9, "efficiency": 1, "hop_latency_s": 0},
+        "collectives": {"all_reduce": {4: fit(1e-4, 2e8), 16: fit(5e-4, 1e8)}},
+        "source": "measured on this machine (test)",
+        "device": {"kind": "device", "name": "cpu", "memory_bytes": 8e9, "reserved_bytes": 0,
+                   "matmul_flops": {"fp32": 1e11}, "vector_flops": 1e10, "memory_bandwidth": 1e10,
+                   "matmul_efficiency": 1, "matmul_half_dim": 0, "memory_efficiency": 1, "flash_efficiency": 0.5,
+                   "launch_overhead_s": 0, "matmul_measured": {"fp32": [[512, 1024, 64, 2e9], [1024, 1024, 256, 5e9]]},
+                   "source": "measured on this machine (test)"},
+    }
+    path = tmp_path / "cpu.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cpu = load_cluster(path)
+    plan = build_plan(load_model("helix-small"), Partition(4, 4))
+    e = estimate(plan, cpu)
+    rows = {r["name"]: r for r in e.collective_rows()}
+    S = rows["scores_allreduce"]["bytes"]
+    assert rows["scores_allreduce"]["time_s"] == pytest.approx(1e-4 + S * 1.5 / 2e8)
+    S = rows["fc2_allreduce"]["bytes"]
+    assert rows["fc2_allreduce"]["time_s"] == pytest.approx(5e-4 + S * 2 * 15 / 16 / 1e8)
+    q = next(r for r in e.op_rows() if r["name"] == "q_proj")  # [1024, 1024]·[1024, 64]: nearest measured point
+    assert q["efficiency"] == pytest.approx(2e9 / 1e11)
+    assert q["forward_s"] == pytest.approx(q["flops"] / 2e9)
