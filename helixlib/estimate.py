@@ -24,8 +24,6 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .config import ModelConfig
 from .errors import HelixInputError, positive_int
 from .hardware import Cluster, hardware_names, load_cluster
