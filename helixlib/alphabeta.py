@@ -95,3 +95,8 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
 def _unwrap(x):
     x = np.asarray(x)
     return float(x) if x.ndim == 0 else x
+
+
+def bus_bandwidth(cluster: Cluster, kind: str, nbytes, p, nodes):
+    """The bus bandwidth the model predicts, nccl-tests style: ``S·f / T``."""
+    return np.asarray(nbytes, dtype=float) * bus_factor(kind, p) / collective_time(cluster, kind, nbytes, p, nodes).time_s

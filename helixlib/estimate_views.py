@@ -188,3 +188,47 @@ def plot_strategies(rows: list[dict], ax=None, x: str = "world_size", key: str =
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+#: measured all-reduce bus bandwidths to hold the α–β model against: (cluster, group size, bytes, B/s, source)
+MEASURED_BUSBW = [
+    ("dgx-h100", 8, 58e6, 150e9, "REFERENCE §3: 8 x H100 in one node, about 150 GB/s at 58 MB"),
+    ("dgx-h100", 8, 8e9, 370e9, "REFERENCE §3: about 370 GB/s at very large messages (8 GB here)"),
+]
+BUSBW_HEADER = ["cluster", "ranks", "message", "measured", "model", "model / measured", "source"]
+
+
+def busbw_rows() -> list[list]:
+    """The model's all-reduce bus bandwidth next to the measured anchors."""
+    from .alphabeta import bus_bandwidth
+    from .hardware import load_cluster
+    from .units import si
+
+    rows = []
+    for name, p, size, measured, source in MEASURED_BUSBW:
+        model = float(bus_bandwidth(load_cluster(name), "all_reduce", size, p, 1))
+        rows.append([name, p, si(size, "B"), si(measured, "B/s"), si(model, "B/s"), f"{model / measured:.2f}", source])
+    return rows
+
+
+def plot_busbw(cluster: Cluster, p: int = 8, ax=None):
+    """Predicted all-reduce bus bandwidth against message size inside one node, with the measured anchors."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .alphabeta import bus_bandwidth
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    sizes = np.logspace(4, 10, 61)
+    ax.plot(sizes, bus_bandwidth(cluster, "all_reduce", sizes, p, 1) / 1e9, label=f"model, {cluster.name}")
+    for name, q, size, measured, _ in MEASURED_BUSBW:
+        if name == cluster.name and q == p:
+            ax.plot(size, measured / 1e9, "ko")
+    ax.plot([], [], "ko", label="measured (REFERENCE §3)")
+    ax.set_xscale("log")
+    ax.set_xlabel("message size S, bytes")
+    ax.set_ylabel("all-reduce bus bandwidth, GB/s")
+    ax.set_title(f"{p} ranks in one node", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax

@@ -97,3 +97,11 @@ def test_best_returns_one_row_per_strategy_family(sweep):
                    & ~table["training"] & (table["world_size"] == 16))[0]
     assert helix["time_dataflow"] == res["time_dataflow"][i].min()
     assert plot_strategies(g16).has_data()
+
+
+def test_collective_model_meets_large_messages_and_is_optimistic_at_58_mb():
+    from helixlib.estimate_views import busbw_rows
+
+    mid, large = (float(r[5]) for r in busbw_rows())
+    assert large == pytest.approx(1.0, abs=0.02)
+    assert 1.5 < mid < 2.5  # the α–β model predicts about twice the measured bus bandwidth at 58 MB
