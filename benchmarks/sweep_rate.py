@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -20,9 +19,10 @@ from helixlib.design_space import evaluate, grid
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    return f"{os.cpu_count()} cores, {model}, load average {os.getloadavg()[0]:.1f}"
+    """The shared machine line (benchmarks/_machine.py) plus the load average: this machine is shared."""
+    from _machine import machine as line  # benchmarks/ is on sys.path when run as a script
+
+    return f"{line()}, load average {os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:

@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
-import sys
 import time
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-sys.path.insert(0, os.path.dirname(__file__))
-from sweep_rate import machine  # noqa: E402
+from sweep_rate import machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from helixlib.widgets import Explorer  # noqa: E402
 

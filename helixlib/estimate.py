@@ -24,6 +24,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
+from .cli import add_plan_args, plan_from_args
 from .config import ModelConfig
 from .errors import HelixInputError, positive_int
 from .hardware import Cluster, hardware_names, load_cluster
@@ -262,6 +263,9 @@ def estimate(plan: Plan, cluster: Cluster, training: bool = False, flash: bool =
     rank, prog, timing = best
     memory = program_memory(prog, cluster, plan.model.layers, training, recompute)
     notes = []
+    if not plan.partition.exact:
+        notes.append(f"{plan.partition.qk_mode} is not attention (the partial scores are never summed): "
+                     "this is what the wrong dataflow would cost")
     if flash and plan.partition.qk_mode == "reduce_scores" and plan.partition.dim_segments > 1:
         notes.append(f"flash with partial scores: one score all-reduce per {flash_block} query rows, "
                      "and again in backward (hypothetical kernel, see helixlib.workload.fuse_attention)")
@@ -273,8 +277,6 @@ def estimate(plan: Plan, cluster: Cluster, training: bool = False, flash: bool =
 
 
 def add_estimate_args(p: argparse.ArgumentParser) -> None:
-    from .cli import add_plan_args  # cli imports this module
-
     add_plan_args(p)
     p.add_argument("--hardware", default=DEFAULT_HARDWARE,
                    help=f"cluster preset or YAML file (default {DEFAULT_HARDWARE}; "
@@ -287,8 +289,6 @@ def add_estimate_args(p: argparse.ArgumentParser) -> None:
 
 
 def estimate_from_args(a: argparse.Namespace) -> Estimate:
-    from .cli import plan_from_args
-
     plan = plan_from_args(a)
     return estimate(plan, load_cluster(a.hardware), a.training, a.flash, a.recompute,
                     None if a.micro_batch is None else positive_int("micro_batch", a.micro_batch),
