@@ -116,8 +116,10 @@ def corrections(plan: Plan, cluster: Cluster) -> list[Correction]:
          qkv=None, **{k: v for k, v in ops.items() if k in matmuls})
     step("memory-bound ops", "LayerNorms, softmax over every score, GELU and the residual adds run at HBM bandwidth",
          **{k: v for k, v in ops.items() if k not in matmuls})
-    step("communication", "the forward's collectives (score all-reduce over the group, two all-reduces over all "
-         "ranks) on the cluster's links, not overlapped with compute", **comms)
+    listed = ", ".join(f"{r['name']} ({r['kind'].replace('_', '-')} over {r['group_size']})"
+                       for r in est.collective_rows())
+    step("communication", f"the forward's collectives — {listed} — on the cluster's links, not overlapped "
+         "with compute", **comms)
     if est.largest_micro_batch is not None and est.largest_micro_batch < B:
         b = est.largest_micro_batch
         ops, comms = _forward_terms(estimate(plan, cluster, micro_batch=b))

@@ -50,3 +50,15 @@ def test_gather_qk_contracts_scores_over_the_full_head_dim(big):
     steps = corrections(build_plan(big, Partition(4, 4, "gather_qk")), load_cluster("dgx-a100"))
     i = [s.name for s in steps].index("scores and P·V")
     assert steps[i].terms["scores"] == pytest.approx(4 * steps[i].terms["attn_v"])
+
+
+def test_the_plans_literal_concat_dataflow_corrects_to_its_own_estimate(big):
+    a100 = load_cluster("dgx-a100")
+    plan = build_plan(big, Partition(4, 4, "reduce_scores", "concat"))
+    steps = corrections(plan, a100)
+    names = [s.name for s in steps]
+    out = names.index("out-projection")
+    assert steps[out].total == pytest.approx(plan.rank_flops(0, "matmul") / 312e12)
+    comm = steps[names.index("communication")]
+    assert comm.total == pytest.approx(float(estimate(plan, a100).timing.no_overlap_s))
+    assert "o_gather_segments (all-gather over 4)" in comm.explanation
