@@ -96,6 +96,9 @@ COMMANDS = {
               _lazy_args("audit", "add_audit_args")),
     "dag": (_lazy("dag_files", "cmd_dag"), "operator-level DAGs of the plan: checked, written as .dot, rendered",
             _lazy_args("dag_files", "add_dag_args")),
+    "estimate": (_lazy("estimate", "cmd_estimate"),
+                 "runtime and memory of the plan on a cluster (roofline + alpha-beta)",
+                 _lazy_args("estimate", "add_estimate_args")),
 }
 
 

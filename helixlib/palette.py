@@ -23,3 +23,17 @@ def text_color(hex_color: str) -> str:
     """Black or white, whichever reads better on ``hex_color``."""
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+
+
+#: colours of the estimate's terms: time (compute vs exposed communication) and memory
+TERM_COLORS = {
+    "compute": "#4c72b0",
+    "communication": "#dd8452",
+    "weights": "#4c72b0",
+    "gradients": "#64b5cd",
+    "optimizer": "#8172b3",
+    "activations": "#c44e52",
+    "working": "#dd8452",
+    "comm_buffers": "#55a868",
+    "reserved": "#8c8c8c",
+}

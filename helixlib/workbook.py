@@ -26,6 +26,8 @@ ARTEFACTS = [
     ("dag_helix-70b_4x4_gather_qk_concat.txt", ["dag", "--model", "helix-70b", "-n", "4", "-m", "4",
                                                 "--qk-mode", "gather_qk", "--output", "concat",
                                                 "--out", "{out}/dag_gather_qk_concat"]),
+    ("estimate_helix-70b_4x4_a100.json", ["estimate", "--model", "helix-70b", "-n", "4", "-m", "4",
+                                          "--hardware", "dgx-a100", "--json"]),
 ]
 
 

@@ -1,0 +1,123 @@
+"""Hardware presets: the datasheet figures, per-direction links, a strict loader, and the α–β model."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from helixlib import HelixInputError
+from helixlib.alphabeta import bus_factor, collective_time
+from helixlib.hardware import MeasuredCollective, hardware_names, load_cluster, load_device
+from helixlib.roofline import gemm_efficiency
+
+
+def test_presets_and_their_sources():
+    assert set(hardware_names("device")) >= {"a100-sxm4-80gb", "h100-sxm5-80gb", "h200-sxm-141gb"}
+    assert set(hardware_names("cluster")) >= {"dgx-a100", "dgx-h100", "dgx-h200"}
+    for name in hardware_names("cluster"):
+        c = load_cluster(name)
+        assert c.source and c.device.source and c.gpus_per_node == 8
+
+
+def test_datasheet_figures_dense_and_per_direction():
+    a100, h100, h200 = (load_cluster(n) for n in ("dgx-a100", "dgx-h100", "dgx-h200"))
+    assert a100.device.peak_flops("bf16") == 312e12 and h100.device.peak_flops("bf16") == 989e12
+    assert h200.device.memory_bandwidth == 4.8e12 and h200.device.memory_bytes > 140 * 2**30
+    # NVLink3 "600 GB/s" and NVLink4 "900 GB/s" are both directions: stored per direction
+    assert a100.intra_node.bandwidth == 300e9 and h100.intra_node.bandwidth == 450e9
+    assert h100.intra_node.bus_bandwidth == pytest.approx(370e9, rel=0.01)  # REFERENCE §3's measured anchor
+    assert h100.inter_node.bandwidth == 50e9  # 400 Gb/s NDR
+
+
+def _write(tmp_path, raw, name="bad.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _cluster_raw():
+    return yaml.safe_load(open(load_cluster.__globals__["HARDWARE_DIR"] / "dgx-a100.yaml"))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(nvlink="fast"), "nvlink: is not a field here"),
+    (lambda r: r.pop("gpus_per_node"), "gpus_per_node: is required"),
+    (lambda r: r["intra_node"].update(bandwidth="fast"), "intra_node.bandwidth: must be a number > 0"),
+    (lambda r: r["intra_node"].update(efficiency=1.5), "intra_node.efficiency: must be a number > 0 and <= 1"),
+    (lambda r: r.update(kind="device"), "kind: must be cluster"),
+    (lambda r: r.update(source=""), "source: must say where the figures come from"),
+    (lambda r: r.update(device="tpu-v9"), "hardware: unknown device preset"),
+    (lambda r: r.update(collectives={"all_reduce": {1: {"alpha_s": 1e-5, "busbw": 1e9}}}),
+     "collectives.all_reduce.1: group size must be at least 2"),
+    (lambda r: r.update(collectives={"broadcast": {2: {"alpha_s": 1e-5, "busbw": 1e9}}}),
+     "collectives.broadcast: is not a field here"),
+])
+def test_bad_cluster_preset_is_one_error_naming_the_field(tmp_path, change, message):
+    raw = _cluster_raw()
+    change(raw)
+    with pytest.raises(HelixInputError) as err:
+        load_cluster(_write(tmp_path, raw))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_inline_device_and_bad_device_field(tmp_path):
+    raw = _cluster_raw()
+    raw["device"] = yaml.safe_load(open(load_cluster.__globals__["HARDWARE_DIR"] / "a100-sxm4-80gb.yaml"))
+    assert load_cluster(_write(tmp_path, raw)).device.name == "a100-sxm4-80gb"
+    raw["device"]["matmul_flops"]["int4"] = 1e15
+    with pytest.raises(HelixInputError, match=r"^device.matmul_flops.int4: is not a field here"):
+        load_cluster(_write(tmp_path, raw))
+
+
+def test_cli_refuses_a_bad_preset_in_one_line(tmp_path):
+    raw = _cluster_raw()
+    raw["intra_node"]["bandwidth"] = -1
+    r = subprocess.run([sys.executable, "-m", "helixlib", "estimate", "--hardware", str(_write(tmp_path, raw))],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == ["error: intra_node.bandwidth: must be a number > 0, got -1"]
+
+
+def test_ring_inside_a_node_is_alpha_plus_s_f_over_busbw():
+    c = load_cluster("dgx-a100")
+    S, p = 1e9, 4
+    t = collective_time(c, "all_reduce", S, p, 1)
+    alpha = 8.4e-6 + 2 * (p - 1) * 3.4e-6
+    assert t.time_s == pytest.approx(alpha + S * bus_factor("all_reduce", p) / c.intra_node.bus_bandwidth)
+
+
+def test_hierarchical_ring_pays_the_network_on_2_nodes_minus_1_steps():
+    c = load_cluster("dgx-a100")
+    S, p, k = 1e9, 16, 2
+    t = collective_time(c, "all_reduce", S, p, k)
+    steps, net = 2 * (p - 1), 2 * (k - 1)
+    assert t.alpha_s == pytest.approx(8.4e-6 + (steps - net) * 3.4e-6 + net * 14e-6)
+    assert t.bandwidth_s == pytest.approx(S / p * ((steps - net) / c.intra_node.bus_bandwidth
+                                                   + net / c.inter_node.bus_bandwidth))
+    assert t.time_s > collective_time(c, "all_reduce", S, p, 1).time_s
+
+
+def test_a_group_of_one_costs_nothing_and_arrays_work():
+    c = load_cluster("dgx-h100")
+    assert collective_time(c, "all_gather", 1e9, 1, 1).time_s == 0
+    t = collective_time(c, "all_gather", [1e6, 1e9], [2, 8], [1, 1]).time_s
+    assert t.shape == (2,) and t[1] > t[0] > 0
+
+
+def test_measured_collectives_replace_the_topology_model():
+    c = load_cluster("dgx-a100")
+    fit = MeasuredCollective(alpha_s=1e-3, busbw=1e9)
+    m = dataclasses.replace(c, collectives={("all_reduce", 4): fit})
+    assert collective_time(m, "all_reduce", 1e9, 4, 1).time_s == pytest.approx(1e-3 + 1e9 * 1.5 / 1e9)
+    assert collective_time(m, "all_reduce", 1e9, 8, 1).time_s == collective_time(c, "all_reduce", 1e9, 8, 1).time_s
+
+
+def test_measured_matmul_table_replaces_the_parametric_efficiency():
+    dev = load_device("a100-sxm4-80gb")
+    measured = dataclasses.replace(dev, matmul_measured={"bf16": ((64, 64, 64, 31.2e12), (4096, 4096, 4096, 280.8e12))})
+    assert gemm_efficiency(measured, "bf16", 100, 50, 70) == pytest.approx(0.1)
+    assert gemm_efficiency(measured, "bf16", 8192, 8192, 2048) == pytest.approx(0.9)
+    assert gemm_efficiency(dev, "bf16", 8192, 8192, 8192) == pytest.approx(0.8, rel=0.02)
+    assert gemm_efficiency(dev, "bf16", 8192, 32, 8192) == pytest.approx(0.4, rel=0.02)
