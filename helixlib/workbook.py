@@ -15,6 +15,7 @@ from .notebooks import NotebookFailed, execute_notebook, notebook_paths
 
 #: (file name, CLI arguments) written into build/artefacts; stdout goes to the file
 ARTEFACTS = [
+    ("audit.json", ["audit", "--json"]),
     ("plan_helix-70b_4x4.json", ["plan", "--model", "helix-70b", "-n", "4", "-m", "4", "--json"]),
     ("plan_helix-70b_4x4_gather_qk.json", ["plan", "--model", "helix-70b", "-n", "4", "-m", "4",
                                            "--qk-mode", "gather_qk", "--json"]),
