@@ -24,3 +24,23 @@ def timed_steps(steps: dict, repeats: int, warmup: int = 1) -> dict | None:
     if dist.get_rank() != 0:
         return None
     return {name: statistics.median(v) for name, v in times.items()}
+
+
+def helix_rank(spec, rank: int, world: int, store_port: int, mesh_shape: tuple[int, int] | None = None):
+    """Inside a launched rank: process group, DeviceMesh and this rank's block (one thread).
+    Returns helixlib.verify.RankInputs, ready for run_step."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from helixlib.communicator import TorchCommunicator
+    from helixlib.distributed import init_process_group
+    from helixlib.partition import MESH_DIM_NAMES
+    from helixlib.plan import build_plan
+    from helixlib.trace import Trace
+    from helixlib.verify import prepare_rank
+
+    torch.set_num_threads(1)
+    part = spec.partition
+    init_process_group(torch.device("cpu"), rank, world, spec.collective_timeout_s, store_port)
+    mesh = init_device_mesh("cpu", mesh_shape or (part.head_groups, part.dim_segments), mesh_dim_names=MESH_DIM_NAMES)
+    comm = TorchCommunicator(rank, part, mesh, Trace(rank))
+    return prepare_rank(build_plan(spec.model, part), rank, comm, spec.model.dtype, spec.seed)

@@ -13,25 +13,13 @@ import time
 import torch
 
 from _machine import machine
-from _steps import timed_steps
+from _steps import helix_rank, timed_steps
 
 
 def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, repeats=5):
-    from torch.distributed.device_mesh import init_device_mesh
+    from helixlib.verify import run_step
 
-    from helixlib.communicator import TorchCommunicator
-    from helixlib.distributed import init_process_group
-    from helixlib.partition import MESH_DIM_NAMES
-    from helixlib.plan import build_plan
-    from helixlib.trace import Trace
-    from helixlib.verify import prepare_rank, run_step
-
-    torch.set_num_threads(1)
-    part = spec.partition
-    init_process_group(torch.device("cpu"), rank, world, spec.collective_timeout_s, store_port)
-    mesh = init_device_mesh("cpu", (part.head_groups, part.dim_segments), mesh_dim_names=MESH_DIM_NAMES)
-    inputs = prepare_rank(build_plan(spec.model, part), rank, TorchCommunicator(rank, part, mesh, Trace(rank)),
-                          spec.model.dtype, spec.seed)
+    inputs = helix_rank(spec, rank, world, store_port)
     result = timed_steps({"step": lambda: run_step(inputs, True)}, repeats)
     torch.distributed.destroy_process_group()
     return result

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _machine import machine
-from _steps import timed_steps
+from _steps import helix_rank, timed_steps
 
 
 class TorchBlock(nn.Module):
@@ -50,20 +50,11 @@ def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, rep
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    from helixlib.communicator import TorchCommunicator
     from helixlib.dense import TORCH_DTYPES, init_weights
-    from helixlib.distributed import init_process_group
-    from helixlib.partition import MESH_DIM_NAMES
-    from helixlib.plan import build_plan
-    from helixlib.trace import Trace
-    from helixlib.verify import prepare_rank, run_step
+    from helixlib.verify import run_step
 
-    torch.set_num_threads(1)
     m = spec.model
-    init_process_group(torch.device("cpu"), rank, world, spec.collective_timeout_s, store_port)
-    plan = build_plan(m, spec.partition)
-    helix = prepare_rank(plan, rank, TorchCommunicator(rank, spec.partition, init_device_mesh(
-        "cpu", (world, 1), mesh_dim_names=MESH_DIM_NAMES), Trace(rank)), m.dtype, spec.seed)
+    helix = helix_rank(spec, rank, world, store_port, (world, 1))
     tp = TorchBlock(init_weights(m, spec.seed, TORCH_DTYPES[m.dtype]), m.head_dim, m.causal)
     parallelize_module(tp, init_device_mesh("cpu", (world,)), {
         "q": ColwiseParallel(), "k": ColwiseParallel(), "v": ColwiseParallel(), "o": RowwiseParallel(),

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helixlib.notebooks import execute_notebook, notebook_paths
+from helixlib.notebooks import NotebookFailed, execute_notebook, notebook_paths
 
 NOTEBOOKS = notebook_paths()
 
@@ -34,27 +34,24 @@ def test_notebook_executes(nb, tmp_path):
     assert any(c.get("outputs") for c in cells if c["cell_type"] == "code")
 
 
-def test_a_failing_notebook_is_reported(tmp_path):
+def _one_cell_notebook(tmp_path, code: str):
     import nbformat
-    from helixlib.notebooks import NotebookFailed
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("raise RuntimeError('deliberate')")]
-    src = tmp_path / "bad.ipynb"
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    src = tmp_path / "one.ipynb"
     nbformat.write(nb, src)
+    return src
+
+
+def test_a_failing_notebook_is_reported(tmp_path):
+    src = _one_cell_notebook(tmp_path, "raise RuntimeError('deliberate')")
     with pytest.raises(NotebookFailed, match="deliberate"):
         execute_notebook(src, tmp_path / "out" / "bad.ipynb", cell_timeout=60, total_timeout=120)
 
 
 def test_a_notebook_over_its_bound_is_killed(tmp_path):
-    import nbformat
-    from helixlib.notebooks import NotebookFailed
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("import time; time.sleep(600)")]
-    src = tmp_path / "slow.ipynb"
-    nbformat.write(nb, src)
+    src = _one_cell_notebook(tmp_path, "import time; time.sleep(600)")
     with pytest.raises(NotebookFailed, match="killed"):
         execute_notebook(src, tmp_path / "out" / "slow.ipynb", cell_timeout=600, total_timeout=15)
