@@ -71,7 +71,8 @@ def format_result(r: RunResult) -> str:
     c = r.comparison
     if c is not None:
         bwd = f", backward {c.backward_error:.2e}" if c.backward_errors else ""
-        lines.append(f"max error vs dense (relative): forward {c.forward_error:.2e}{bwd}; tolerance {c.tolerance:g}"
+        tol = f"{c.tolerance[0]:g}" + (f" / {c.tolerance[1]:g}" if c.backward_errors else "")
+        lines.append(f"max error vs dense (relative): forward {c.forward_error:.2e}{bwd}; tolerance {tol}"
                      f" -> {'ok' if c.ok else 'FAIL'}")
     lines.append(f"collectives_match: {str(r.collectives_match).lower()}"
                  + ("" if r.collectives_match else "\n  " + "\n  ".join(r.mismatches[:4])))
