@@ -141,7 +141,8 @@ class Comparison:
         return self.forward_error <= self.tolerance[0] and self.backward_error <= self.tolerance[1]
 
     def to_dict(self) -> dict:
-        return {"dtype": self.dtype, "tolerance": {"forward": self.tolerance[0], "backward": self.tolerance[1]}, "forward_error": self.forward_error,
+        return {"dtype": self.dtype, "tolerance": {"forward": self.tolerance[0], "backward": self.tolerance[1]},
+                "forward_error": self.forward_error,
                 "backward_error": self.backward_error, "backward_errors": self.backward_errors,
                 "dense_error": self.dense_error, "ok": self.ok}
 
