@@ -358,3 +358,16 @@ def test_forward_only_traces_equal_the_forward_graph_and_survive_json(tiny):
     traces = [Trace.from_dict(t.to_dict()) for t in traces]  # as a distributed run hands them back
     assert check_drawn_equals_ran(plan, traces, backward=False).ok
     assert not check_drawn_equals_ran(plan, traces, backward=True).ok
+
+
+def test_written_files_have_a_normal_mode(tmp_path):
+    import os
+    import stat
+
+    from helixlib.files import write_text_atomic
+
+    p = write_text_atomic(tmp_path / "x.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+    assert [f.name for f in tmp_path.iterdir()] == ["x.txt"]  # no temporary left behind
