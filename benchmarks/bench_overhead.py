@@ -13,7 +13,7 @@ import time
 import torch
 
 from _machine import machine
-from _steps import helix_rank, timed_steps
+from helixlib.steps import helix_rank, timed_steps
 
 
 def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, repeats=5):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _machine import machine
-from _steps import helix_rank, timed_steps
+from helixlib.steps import helix_rank, timed_steps
 
 
 class TorchBlock(nn.Module):
@@ -54,7 +54,7 @@ def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, rep
     from helixlib.verify import run_step
 
     m = spec.model
-    helix = helix_rank(spec, rank, world, store_port, (world, 1))
+    helix = helix_rank(spec, rank, world, store_port)
     tp = TorchBlock(init_weights(m, spec.seed, TORCH_DTYPES[m.dtype]), m.head_dim, m.causal)
     parallelize_module(tp, init_device_mesh("cpu", (world,)), {
         "q": ColwiseParallel(), "k": ColwiseParallel(), "v": ColwiseParallel(), "o": RowwiseParallel(),

@@ -1,4 +1,4 @@
-"""``python -m helixlib <command>``: plan, run, audit, dag (and, as it lands, estimate).
+"""``python -m helixlib <command>``: plan, run, audit, dag, estimate, calibrate.
 
 Bad input prints one line, ``error: <field>: <rule>, got <value>``, and exits with 2.
 """
@@ -99,6 +99,9 @@ COMMANDS = {
     "estimate": (_lazy("estimate", "cmd_estimate"),
                  "runtime and memory of the plan on a cluster (roofline + alpha-beta)",
                  _lazy_args("estimate", "add_estimate_args")),
+    "calibrate": (_lazy("calibrate", "cmd_calibrate"),
+                  "measure this machine inside n x m concurrent ranks and write a cluster preset",
+                  _lazy_args("calibrate", "add_calibrate_args")),
 }
 
 

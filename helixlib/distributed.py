@@ -21,6 +21,7 @@ from .config import ModelConfig
 from .errors import HelixInputError, one_of
 from .partition import MESH_DIM_NAMES, Partition
 from .plan import Plan, build_plan
+from .steps import cpu_rank_threads
 from .trace import Trace
 from .verify import Comparison, RankOutput, compare, dense_reference, prepare_rank, run_step
 
@@ -182,7 +183,7 @@ def rank_main(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
     device = resolve_device(spec, local_rank)
     if device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        torch.set_num_threads(spec.threads_per_rank or max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(cpu_rank_threads(spec.threads_per_rank, local, os.cpu_count()))
     backend = init_process_group(device, rank, world_size, spec.collective_timeout_s, store_port)
     try:
         part = spec.partition

@@ -25,15 +25,20 @@ import yaml
 
 from .config import DATA_DIR, DTYPE_BYTES
 from .errors import HelixInputError, positive_int
+from .plan import FLOPS_PER_ELEMENT
 
 HARDWARE_DIR = DATA_DIR / "hardware"
 COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+ELEMENTWISE_KINDS = tuple(FLOPS_PER_ELEMENT)  # layernorm, softmax, gelu, add
 
 
 @dataclass(frozen=True)
 class Device:
     """One accelerator. ``matmul_measured[dtype]`` (optional) lists measured
-    ``(M, K, N, FLOP/s)`` points that replace the parametric matmul efficiency."""
+    ``(M, K, N, FLOP/s)`` points that replace the parametric matmul efficiency;
+    ``elementwise_measured[dtype][kind]`` (optional) lists measured ``(bytes, B/s)`` points
+    of one element-wise kind (layernorm, softmax, gelu, add) that replace
+    ``memory_bandwidth · memory_efficiency`` for that kind."""
 
     name: str
     memory_bytes: float
@@ -48,6 +53,7 @@ class Device:
     launch_overhead_s: float  # per kernel
     source: str
     matmul_measured: dict[str, tuple[tuple[float, float, float, float], ...]] = field(default_factory=dict)
+    elementwise_measured: dict[str, dict[str, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
 
     def peak_flops(self, dtype: str) -> float:
         if dtype not in self.matmul_flops:
@@ -106,8 +112,10 @@ class Cluster:
             "base_latency_s": self.base_latency_s, "communicator_bytes": self.communicator_bytes,
             "intra_node": vars(self.intra_node), "inter_node": vars(self.inter_node),
             "collectives": {f"{k}/{p}": vars(v) for (k, p), v in sorted(self.collectives.items())},
-            "device": {k: v for k, v in vars(d).items() if k != "matmul_measured"}
-                      | {"measured_matmul_points": {k: len(v) for k, v in d.matmul_measured.items()}},
+            "device": {k: v for k, v in vars(d).items() if k not in ("matmul_measured", "elementwise_measured")}
+                      | {"measured_matmul_points": {k: len(v) for k, v in d.matmul_measured.items()},
+                         "measured_elementwise_points": {k: {kind: len(rows) for kind, rows in v.items()}
+                                                         for k, v in d.elementwise_measured.items()}},
         }
 
 
@@ -150,21 +158,21 @@ _LINK_FIELDS = ("bandwidth", "efficiency", "hop_latency_s")
 
 
 def device_from_dict(raw: dict, where: str = "") -> Device:
-    raw = _mapping(where, raw, _DEVICE_FIELDS, ("matmul_measured",))
+    raw = _mapping(where, raw, _DEVICE_FIELDS, ("matmul_measured", "elementwise_measured"))
     p = f"{where}." if where else ""
     _kind(p, raw, "device")
     peaks = _mapping(p + "matmul_flops", raw["matmul_flops"], (), tuple(DTYPE_BYTES))
     if not peaks:
         raise HelixInputError(p + "matmul_flops", "needs at least one dtype", raw["matmul_flops"])
-    measured = {}
-    for dtype, rows in _mapping(p + "matmul_measured", raw.get("matmul_measured", {}), (), tuple(DTYPE_BYTES)).items():
-        if not isinstance(rows, list) or not rows:
-            raise HelixInputError(f"{p}matmul_measured.{dtype}", "must be a list of [M, K, N, FLOP/s] rows", rows)
-        for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != 4:
-                raise HelixInputError(f"{p}matmul_measured.{dtype}[{i}]", "must be [M, K, N, FLOP/s]", row)
-        measured[dtype] = tuple(tuple(_number(f"{p}matmul_measured.{dtype}[{i}]", x) for x in row)
-                                for i, row in enumerate(rows))
+    measured = {dtype: _rows(f"{p}matmul_measured.{dtype}", rows, "M, K, N, FLOP/s")
+                for dtype, rows in _mapping(p + "matmul_measured", raw.get("matmul_measured", {}), (),
+                                            tuple(DTYPE_BYTES)).items()}
+    vector = {}
+    for dtype, kinds in _mapping(p + "elementwise_measured", raw.get("elementwise_measured", {}), (),
+                                 tuple(DTYPE_BYTES)).items():
+        where_dtype = f"{p}elementwise_measured.{dtype}"
+        vector[dtype] = {kind: _rows(f"{where_dtype}.{kind}", rows, "bytes, B/s")
+                         for kind, rows in _mapping(where_dtype, kinds, (), ELEMENTWISE_KINDS).items()}
     num = lambda f, **kw: _number(p + f, raw[f], **kw)
     return Device(
         name=str(raw["name"]),
@@ -180,7 +188,19 @@ def device_from_dict(raw: dict, where: str = "") -> Device:
         launch_overhead_s=num("launch_overhead_s", lo_open=False),
         source=_source(p, raw),
         matmul_measured=measured,
+        elementwise_measured=vector,
     )
+
+
+def _rows(where: str, rows, columns: str) -> tuple[tuple[float, ...], ...]:
+    """A non-empty list of rows of positive numbers, ``columns`` (e.g. "bytes, B/s") each."""
+    width = len(columns.split(","))
+    if not isinstance(rows, list) or not rows:
+        raise HelixInputError(where, f"must be a list of [{columns}] rows", rows)
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != width:
+            raise HelixInputError(f"{where}[{i}]", f"must be [{columns}]", row)
+    return tuple(tuple(_number(f"{where}[{i}]", x) for x in row) for i, row in enumerate(rows))
 
 
 def cluster_from_dict(raw: dict, where: str = "") -> Cluster:

@@ -29,6 +29,15 @@ from .shards import slice_weight
 from .trace import Trace
 
 
+def scaled_softmax(s: torch.Tensor, scale: float, causal: bool) -> torch.Tensor:
+    """softmax(s·scale + causal mask) over the last dim; s [..., L, L] (the plan's 5 FLOPs per score)."""
+    s = s * scale
+    if causal:
+        L = s.shape[-1]
+        s = s.masked_fill(torch.ones(L, L, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+    return torch.softmax(s, dim=-1)
+
+
 class ColumnParallelLinear(nn.Module):
     """``x @ W[:, cols] + b[cols]``: x [..., K] replicated -> [..., N_r]. The caller puts one
     ``copy_to_region`` before the layers that share an input (Megatron's f)."""
@@ -97,11 +106,7 @@ class HelixAttention(nn.Module):
         if self.qk_mode == "reduce_scores":
             s = all_reduce_sum(s, c, "dim_segment", "scores_allreduce")
         with op("softmax"):
-            s = s * self.scale
-            if self.causal:
-                L_ = s.shape[-1]
-                s = s.masked_fill(torch.ones(L_, L_, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
-            p = torch.softmax(s, dim=-1)
+            p = scaled_softmax(s, self.scale, self.causal)
         with op("attn_v"):
             o = torch.einsum("bhlm,bmhd->blhd", p, v)  # [B, L, h_g, d_s]: exact per segment
         if self.output == "concat":

@@ -7,7 +7,11 @@
   (small dims underfill the tiles), or — when the device lists measured
   ``(M, K, N, FLOP/s)`` points for the dtype — the throughput of the measured shape
   nearest in log space;
-* element-wise ops (LayerNorm, softmax, GELU, adds) run on the vector units;
+* element-wise ops (LayerNorm, softmax, GELU, adds) run on the vector units, at
+  ``memory_bandwidth · memory_efficiency`` — or, when the device lists measured
+  ``(bytes, B/s)`` points for the op's kind and dtype, at the bandwidth interpolated
+  (log–log) between the measured sizes (constant beyond them): one figure cannot hold
+  both an op that stays in cache and one that streams from memory;
 * a fused (flash) attention kernel runs at ``peak · flash_efficiency`` and never writes
   the score matrix to memory.
 
@@ -53,9 +57,19 @@ def matmul_time(device: Device, dtype: str, flops, nbytes, M, K, N) -> OpTime:
     return _roofline(device, flops / (device.peak_flops(dtype) * eff), nbytes, eff)
 
 
-def elementwise_time(device: Device, dtype: str, flops, nbytes) -> OpTime:
+def elementwise_bandwidth(device: Device, dtype: str, kind: str | None, nbytes):
+    """Bytes/s an element-wise op of ``kind`` moving ``nbytes`` reaches (see the module docstring)."""
+    table = device.elementwise_measured.get(dtype, {}).get(kind)
+    if not table:
+        return device.memory_bandwidth * device.memory_efficiency
+    size, bw = np.log(np.asarray(sorted(table), dtype=float)).T
+    return np.exp(np.interp(np.log(np.asarray(nbytes, dtype=float)), size, bw))
+
+
+def elementwise_time(device: Device, dtype: str, flops, nbytes, kind: str | None = None) -> OpTime:
     eff = device.vector_flops / device.peak_flops(dtype)
-    return _roofline(device, np.asarray(flops, dtype=float) / device.vector_flops, nbytes, eff)
+    return _roofline(device, np.asarray(flops, dtype=float) / device.vector_flops, nbytes, eff,
+                     elementwise_bandwidth(device, dtype, kind, nbytes))
 
 
 def flash_time(device: Device, dtype: str, flops, nbytes) -> OpTime:
@@ -63,6 +77,8 @@ def flash_time(device: Device, dtype: str, flops, nbytes) -> OpTime:
     return _roofline(device, np.asarray(flops, dtype=float) / (device.peak_flops(dtype) * eff), nbytes, eff)
 
 
-def _roofline(device: Device, compute_s, nbytes, eff) -> OpTime:
-    memory_s = np.asarray(nbytes, dtype=float) / (device.memory_bandwidth * device.memory_efficiency)
+def _roofline(device: Device, compute_s, nbytes, eff, bandwidth=None) -> OpTime:
+    if bandwidth is None:
+        bandwidth = device.memory_bandwidth * device.memory_efficiency
+    memory_s = np.asarray(nbytes, dtype=float) / bandwidth
     return OpTime(compute_s, memory_s, np.maximum(compute_s, memory_s) + device.launch_overhead_s, eff)

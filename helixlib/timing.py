@@ -40,7 +40,7 @@ def op_time(op: OpCost, cluster: Cluster, dtype: str) -> OpTime:
         return matmul_time(dev, dtype, op.flops, op.bytes, M, K, N)
     if op.kind == "flash_attention":
         return flash_time(dev, dtype, op.flops, op.bytes)
-    return elementwise_time(dev, dtype, op.flops, op.bytes)
+    return elementwise_time(dev, dtype, op.flops, op.bytes, op.kind)
 
 
 @dataclass

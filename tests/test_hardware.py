@@ -16,7 +16,7 @@ from helixlib.roofline import gemm_efficiency
 def test_presets_and_their_sources():
     assert set(hardware_names("device")) >= {"a100-sxm4-80gb", "h100-sxm5-80gb", "h200-sxm-141gb"}
     assert set(hardware_names("cluster")) >= {"dgx-a100", "dgx-h100", "dgx-h200"}
-    for name in hardware_names("cluster"):
+    for name in ("dgx-a100", "dgx-h100", "dgx-h200"):  # not a local cpu-local.yaml that calibrate wrote
         c = load_cluster(name)
         assert c.source and c.device.source and c.gpus_per_node == 8
 
