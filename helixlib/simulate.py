@@ -15,18 +15,22 @@ from .verify import Comparison, RankOutput, compare, dense_reference, run_rank
 
 
 def simulate_ranks(plan: Plan, dtype: str = "fp64", seed: int = 0, backward: bool = False,
-                   timeout: float = 120.0) -> tuple[list[RankOutput], list[Trace]]:
+                   timeout: float = 120.0, traces: list[Trace] | None = None,
+                   around_step=None) -> tuple[list[RankOutput], list[Trace]]:
     """Run all ranks as threads; return their outputs and traces (rank order).
-    The first failure in any rank is re-raised; the others stop at their next collective."""
+    The first failure in any rank is re-raised; the others stop at their next collective.
+    ``traces`` (one per rank) replace the default ones; ``around_step(rank, run)``, if
+    given, is called in the rank's thread and must call ``run()`` and return its result."""
     G = plan.world_size
     rv = Rendezvous(timeout)
     outputs: list[RankOutput | None] = [None] * G
-    traces = [Trace(r) for r in range(G)]
+    traces = traces if traces is not None else [Trace(r) for r in range(G)]
     errors: list[BaseException] = []
 
     def worker(r: int):
+        run = lambda: run_rank(plan, r, ThreadCommunicator(r, plan.partition, rv, traces[r]), dtype, seed, backward)
         try:
-            outputs[r] = run_rank(plan, r, ThreadCommunicator(r, plan.partition, rv, traces[r]), dtype, seed, backward)
+            outputs[r] = around_step(r, run) if around_step else run()
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
             rv.fail(exc)
