@@ -13,13 +13,13 @@ import argparse
 import json
 import sys
 
-from helixlib.calibrate import calibrate
+from helixlib.calibrate import FIT_HEADER, calibrate, fit_table
 from helixlib.files import write_text_atomic
 from helixlib.partition import Partition
 from helixlib.units import table
 from helixlib.validate import Config, default_configs, error_rows, run_validation
-from helixlib.validate_views import (BYTES_HEADER, ERROR_HEADER, FIT_HEADER, RANKING_HEADER, SPLITS, SUMMARY_HEADER,
-                                     bytes_table, error_table, fit_table, ranking_table, summary_table)
+from helixlib.validate_views import (BYTES_HEADER, ERROR_HEADER, RANKING_HEADER, SPLITS, SUMMARY_HEADER,
+                                     bytes_table, error_table, ranking_table, summary_table)
 
 from _machine import machine
 
@@ -53,7 +53,7 @@ def main():
     write_text_atomic(a.out, json.dumps(results, indent=1))
     print(f"calibrated: {results['calibration']['machine']}")
     print(f"validated:  {results['machine_before']}  ->  {results['machine_after']}")
-    print("\ncollective fits:\n" + table(fit_table(results), FIT_HEADER))
+    print("\ncollective fits:\n" + table(fit_table(results["calibration"]["collective_fits"]), FIT_HEADER))
     for split, name in SPLITS.items():
         rows = error_rows(results, split)
         print(f"\n{name} ({len(rows)} configurations), median of {a.repeats} steps (slowest rank):")

@@ -235,16 +235,16 @@ def _dtypes(text: str) -> tuple[str, ...]:
     return dtypes
 
 
-def fit_rows(fits: list[AlphaBetaFit]) -> list[list]:
-    """One row per fitted (kind, group size): α, busbw and the fit's relative error."""
-    rows = []
-    for f in fits:
-        e = np.abs(f.relative_errors)
-        rows.append([f.kind, f.p, f"{f.alpha_s * 1e3:.3f}", f"{f.busbw / 1e6:.1f}", f"{e.mean():.1%}", f"{e.max():.1%}"])
-    return rows
+FIT_HEADER = ["collective", "p", "alpha", "bus bandwidth", "mean |err| of fit", "max |err| of fit"]
 
 
-FIT_HEADER = ["collective", "p", "alpha ms", "busbw MB/s", "mean |err|", "max |err|"]
+def fit_table(fits: list[dict]) -> list[list]:
+    """One row per fitted (kind, group size), from ``AlphaBetaFit.to_dict()``: α, bus bandwidth
+    and how well ``T = α + S·f/busbw`` fits the measured sizes."""
+    from .units import seconds
+
+    return [[f["kind"], f["p"], seconds(f["alpha_s"]), f"{f['busbw'] / 1e6:.0f} MB/s",
+             f"{f['mean_abs_rel_error']:.0%}", f"{f['max_abs_rel_error']:.0%}"] for f in fits]
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
@@ -259,7 +259,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         raise HelixInputError("out", "must be a .yaml file path", out)
     log = lambda msg: print(f"[calibrate] {msg}", file=sys.stderr, flush=True)
     cal = calibrate(ranks, dtypes, a.quick, a.name or os.path.splitext(os.path.basename(out))[0], log)
-    fits = table(fit_rows(cal.fits), FIT_HEADER)
+    fits = table(fit_table([f.to_dict() for f in cal.fits]), FIT_HEADER)
     header = "\n".join(f"# {line}" for line in
                        [f"Measured by python -m helixlib calibrate --ranks {ranks} --dtypes {','.join(dtypes)}"
                         f"{' --quick' if a.quick else ''}", cal.machine, "", "Collective fits (T = alpha + S*f/busbw):"]

@@ -202,7 +202,9 @@ def error_rows(results: dict, split: str = "held_out") -> list[dict]:
     predicted, relative error."""
     rows = []
     for r in results[split]:
-        row = {"label": r["config"]["label"], "family": r["config"]["family"]}
+        part = r["config"]["partition"]
+        row = {"label": r["config"]["label"], "family": r["config"]["family"],
+               "partition": f"{part['head_groups']}x{part['dim_segments']}"}
         for step in STEPS:
             meas, pred = r["measured"][f"{step}_s"], r["predicted"][f"{step}_s"]
             row |= {f"{step}_measured_s": meas, f"{step}_predicted_s": pred, f"{step}_error": (pred - meas) / meas}
@@ -229,7 +231,7 @@ def spearman(a, b) -> float:
 
 
 def ranking(rows: list[dict], step: str = "training") -> list[dict]:
-    """Per family (same sizes and variants), partitions ordered by measured and by predicted
+    """Per family (same sizes and variants), partitions ("4x4") ordered by measured and by predicted
     time, Spearman's rho, and the pairs whose order the prediction swaps (with the measured gap)."""
     out = []
     for fam in dict.fromkeys(r["family"] for r in rows):
@@ -242,8 +244,8 @@ def ranking(rows: list[dict], step: str = "training") -> list[dict]:
         for i, j in combinations(range(len(members)), 2):
             if (meas[i] - meas[j]) * (pred[i] - pred[j]) < 0:
                 gap = abs(meas[i] - meas[j]) / min(meas[i], meas[j])
-                swaps.append({"pair": [members[i]["label"], members[j]["label"]], "measured_gap": gap})
-        order = lambda t: [members[k]["label"] for k in np.argsort(t)]
+                swaps.append({"pair": [members[i]["partition"], members[j]["partition"]], "measured_gap": gap})
+        order = lambda t: [members[k]["partition"] for k in np.argsort(t)]
         out.append({"family": fam, "step": step, "measured_order": order(meas), "predicted_order": order(pred),
                     "spearman": spearman(meas, pred), "swapped_pairs": swaps})
     return out

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from .calibrate import AlphaBetaFit
 from .units import seconds
 from .validate import STEPS, error_rows, error_summary, ranking
 
@@ -15,7 +14,6 @@ SUMMARY_HEADER = ["configurations", "count", "forward mean |err|", "forward max 
                   "training mean |err|", "training max |err|"]
 RANKING_HEADER = ["family (same sizes and variants)", "Spearman rho", "measured order (fastest first)",
                   "pairs the prediction swaps (measured gap)"]
-FIT_HEADER = ["collective", "p", "alpha", "bus bandwidth", "mean |err| of fit", "max |err| of fit"]
 BYTES_HEADER = ["configuration", "ranks", "bytes per rank (Plan)", "bytes per rank (run)", "equal"]
 SPLITS = {"calibration_configs": "calibration", "held_out": "held out", "drift": "calibration, again at the end"}
 
@@ -36,29 +34,12 @@ def summary_table(results: dict) -> list[list]:
     return out
 
 
-def _partition(label: str) -> str:
-    """"D1024 L256 B4 4x4 reduce_scores" -> "4x4" (the family names the rest)."""
-    return label.split()[3]
-
-
 def ranking_table(results: dict, step: str = "training") -> list[list]:
     """Per family of held-out configurations, does the prediction order the partitions as measured?"""
     rows = []
     for r in ranking(error_rows(results), step):
-        swaps = "; ".join(f"{_partition(p['pair'][0])} / {_partition(p['pair'][1])} ({p['measured_gap']:.0%})"
-                          for p in r["swapped_pairs"]) or "none"
-        rows.append([r["family"], f"{r['spearman']:+.2f}", ", ".join(map(_partition, r["measured_order"])), swaps])
-    return rows
-
-
-def fit_table(results: dict) -> list[list]:
-    """The calibration's collective fits: α, bus bandwidth and how well T = α + S·f/busbw fits."""
-    rows = []
-    for f in results["calibration"]["collective_fits"]:
-        fit = AlphaBetaFit(f["kind"], f["p"], f["alpha_s"], f["busbw"], tuple(f["sizes"]), tuple(f["seconds"]))
-        e = abs(fit.relative_errors)
-        rows.append([f["kind"], f["p"], seconds(f["alpha_s"]), f"{f['busbw'] / 1e6:.0f} MB/s",
-                     f"{e.mean():.0%}", f"{e.max():.0%}"])
+        swaps = "; ".join(f"{p['pair'][0]} / {p['pair'][1]} ({p['measured_gap']:.0%})" for p in r["swapped_pairs"])
+        rows.append([r["family"], f"{r['spearman']:+.2f}", ", ".join(r["measured_order"]), swaps or "none"])
     return rows
 
 

@@ -4,10 +4,11 @@ numbers, one real measured configuration (bytes against the Plan), and the recor
 
 import pytest
 
-from helixlib import Partition, build_plan, load_model
+from helixlib import Partition, build_plan
+from helixlib.calibrate import AlphaBetaFit, fit_table
 from helixlib.validate import (Config, cluster_of, default_configs, error_rows, error_summary, load_results, measure,
-                               plan_bytes, predict, ranking, spearman)
-from helixlib.validate_views import bytes_table, error_table, fit_table, ranking_table, summary_table
+                               plan_bytes, predict, ranking, spearman, verdict)
+from helixlib.validate_views import bytes_table, error_table, ranking_table, summary_table
 
 
 def _result(model, part, measured, predicted):
@@ -34,6 +35,17 @@ def test_errors_summary_and_ranking_on_made_up_numbers(tiny):
     assert swap["measured_gap"] == pytest.approx(0.5) and "4x4" in swap["pair"][0] and "1x16" in swap["pair"][1]
     assert ranking_table(results)[0][2] == "16x1, 4x4, 1x16"
     assert error_table(rows)[1][-1] == "-25.0%"
+
+
+def test_verdict_holds_the_errors_against_the_goal(tiny):
+    def held_out(*predicted):  # measured 1.0 s each
+        parts = [Partition(16, 1), Partition(4, 4)]
+        return {"held_out": [_result(tiny, p, 1.0, q) for p, q in zip(parts, predicted)]}
+
+    assert verdict(held_out(1.0, 1.25))[1] == ("training: mean |error| 12.5%, max |error| 25.0% over 2 "
+                                               "configurations — goal mean <= 15%, max <= 30%: met")
+    assert verdict(held_out(1.1, 0.75))[1].endswith("NOT met")  # mean 17.5 % > 15 %
+    assert verdict(held_out(1.0, 1.31))[1].endswith("NOT met")  # max 31 % > 30 %
 
 
 def test_spearman():
@@ -92,6 +104,13 @@ def test_recorded_run_is_held_out_and_complete(recorded):
     calibration, held_out = default_configs(recorded["model"])
     assert [r["config"]["label"] for r in recorded["held_out"]] == [c.label for c in held_out]
     assert [r["config"]["label"] for r in recorded["calibration_configs"]] == [c.label for c in calibration]
-    assert len(summary_table(recorded)) == 3 and len(fit_table(recorded)) == 12  # 3 kinds x 4 group sizes
+    assert len(summary_table(recorded)) == 3 and len(fit_table(recorded["calibration"]["collective_fits"])) == 12  # 3 kinds x 4 group sizes
+    meas = recorded["calibration"]["measurements"]
+    cpu = cluster_of(recorded)  # the figures notebook 04 prints about the preset are the measured ones
+    assert cpu.device.peak_flops("fp32") == max(g["flops"] / g["seconds"] for g in meas["gemm"] if g["dtype"] == "fp32")
+    assert cpu.device.launch_overhead_s == meas["overhead_s"]
+    for f in recorded["calibration"]["collective_fits"]:  # the stored fit errors are the fit's own
+        fit = AlphaBetaFit(f["kind"], f["p"], f["alpha_s"], f["busbw"], tuple(f["sizes"]), tuple(f["seconds"]))
+        assert abs(fit.relative_errors).max() == pytest.approx(f["max_abs_rel_error"], rel=1e-12)
     assert all(r["measured"]["training_s"] > r["measured"]["forward_s"] > 0
                for s in ("calibration_configs", "held_out", "drift") for r in recorded[s])
