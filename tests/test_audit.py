@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,8 @@ import yaml
 from helixlib import HelixInputError
 from helixlib.audit import CLAIMS_FILE, Claim, Computed, judge, load_claims
 from helixlib.audit_checks import CHECKS, deployment_summary
+
+from helpers import run_cli
 
 PLAN_MD = Path(__file__).resolve().parents[2] / "shared" / "seed" / "deployment_plan.md"
 
@@ -49,8 +49,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def cli_audit():
-    r = subprocess.run([sys.executable, "-m", "helixlib", "audit", "--json"], capture_output=True, text=True,
-                       timeout=600)
+    r = run_cli("audit", "--json", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)
 
@@ -112,8 +111,7 @@ def test_verdicts_follow_the_computation_not_the_file(tmp_path):
     raw["claims"] = [claim]
     p = tmp_path / "claims.yaml"
     p.write_text(yaml.safe_dump(raw))
-    r = subprocess.run([sys.executable, "-m", "helixlib", "audit", "--claims", str(p), "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli("audit", "--claims", str(p), "--json", timeout=120)
     d = json.loads(r.stdout)
     assert [v["verdict"] for v in d["verdicts"]] == ["holds"]
 
@@ -166,13 +164,12 @@ def test_bad_claims_files(tmp_path, claims, message):
     with pytest.raises(HelixInputError) as e:
         load_claims(p)
     assert str(e.value).startswith(message)
-    r = subprocess.run([sys.executable, "-m", "helixlib", "audit", "--claims", str(p)], capture_output=True, text=True)
+    r = run_cli("audit", "--claims", str(p))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {e.value}"]
 
 
 def test_missing_claims_file():
-    r = subprocess.run([sys.executable, "-m", "helixlib", "audit", "--claims", "/nonexistent.yaml"],
-                       capture_output=True, text=True)
+    r = run_cli("audit", "--claims", "/nonexistent.yaml")
     assert r.returncode == 2 and "claims: file does not exist" in r.stderr
 
 

@@ -3,9 +3,6 @@
 The end-to-end run measures (4 ranks, ``--quick``) but asserts only what must hold whatever the
 machine's speed: the preset loads, every figure is positive, every fitted group is there."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import yaml
@@ -16,6 +13,8 @@ from helixlib.calibrate import build_preset, collective_fits, fit_alpha_beta, su
 from helixlib.estimate import estimate
 from helixlib.hardware import cluster_from_dict, load_cluster
 from helixlib.roofline import elementwise_bandwidth
+
+from helpers import run_cli
 
 
 @pytest.mark.parametrize("kind,p", [("all_reduce", 4), ("all_gather", 16), ("reduce_scatter", 2)])
@@ -87,9 +86,8 @@ def test_preset_from_measurements_loads_and_drives_the_estimate():
     assert gelu["memory_s"] == pytest.approx(gelu["bytes"] / 2e9)
 
 
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "helixlib", "calibrate", *args], capture_output=True, text=True,
-                          timeout=timeout)
+def cli(*args):
+    return run_cli("calibrate", *args)
 
 
 @pytest.mark.parametrize("args,line", [

@@ -1,13 +1,12 @@
 """The command line: readable output, one-line errors with exit code 2."""
 
-import subprocess
-import sys
-
 import pytest
+
+from helpers import run_cli
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "helixlib", *args], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def test_plan_table():

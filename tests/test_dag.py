@@ -4,7 +4,6 @@ import copy
 import os
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
@@ -20,6 +19,8 @@ from helixlib.dag_trace import check_drawn_equals_ran, dag_from_traces
 from helixlib.partition import OUTPUT_MODES, QK_MODES, SEGMENT_LOCAL
 from helixlib.plan import Op
 from helixlib.simulate import simulate_ranks
+
+from helpers import run_cli
 
 CHECK_NAMES = ["dag_acyclic", "dag_nodes_have_shapes_and_ranks", "dag_edge_shapes_match",
                "dag_collectives_match_plan", "dag_residuals_present", "dag_input_to_output_on_every_rank"]
@@ -237,7 +238,7 @@ def test_without_dot_the_dot_files_are_written_and_the_command_is_shown(tiny, tm
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "helixlib", "dag", *args], capture_output=True, text=True, env=env)
+    return run_cli("dag", *args, env=env)
 
 
 @needs_dot

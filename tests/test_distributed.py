@@ -17,6 +17,8 @@ from helixlib.launch import DistributedRunError, launch_local
 from helixlib.monitor_plots import collective_bytes, time_breakdown
 from helixlib.partition import OUTPUT_MODES, QK_MODES
 
+from helpers import run_cli
+
 pytestmark = pytest.mark.slow
 
 
@@ -147,13 +149,11 @@ def test_torchrun_world_size_mismatch_is_a_clear_error():
 
 
 def test_run_cli_text_and_json(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "helixlib", "run", "--model", "helix-tiny", "-n", "8", "-m", "2",
-                        "--backward"], capture_output=True, text=True, timeout=240)
+    r = run_cli("run", "--model", "helix-tiny", "-n", "8", "-m", "2", "--backward", timeout=240)
     assert r.returncode == 0, r.stderr
     assert "collectives_match: true" in r.stdout and "-> ok" in r.stdout and "scores_allreduce" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "helixlib", "run", "--model", "helix-tiny", "-n", "2", "-m", "8",
-                        "--output", "concat", "--json", "--save", str(tmp_path / "r.json")],
-                       capture_output=True, text=True, timeout=240)
+    r = run_cli("run", "--model", "helix-tiny", "-n", "2", "-m", "8", "--output", "concat", "--json",
+                "--save", str(tmp_path / "r.json"), timeout=240)
     d = json.loads(r.stdout)
     assert d["ok"] and d["collectives_match"] and "traces" not in d
     assert len(json.loads((tmp_path / "r.json").read_text())["traces"]) == 16
@@ -168,5 +168,5 @@ def test_run_cli_text_and_json(tmp_path):
     (["-n", "3"], "error: head_groups: must divide heads (16), got 3"),
 ])
 def test_run_bad_input(args, message):
-    r = subprocess.run([sys.executable, "-m", "helixlib", "run", *args], capture_output=True, text=True, timeout=60)
+    r = run_cli("run", *args, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(message), r.stderr

@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,8 @@ from helixlib.estimate import divisors, estimate, memory_for_batch, model_flops_
 from helixlib.hardware import load_cluster
 from helixlib.memory_model import stored_bytes
 from helixlib.workload import program_from_plan
+
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_70b_training_on_16_gpus_does_not_fit_even_one_sequence(plan_4x4, a100):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "helixlib", "estimate", *args], capture_output=True, text=True)
+    return run_cli("estimate", *args)
 
 
 def test_estimate_json_helix_70b_4x4_a100():

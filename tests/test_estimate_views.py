@@ -7,12 +7,10 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from helixlib import Partition, build_plan, load_model
 from helixlib.design_space import best, evaluate, grid
 from helixlib.estimate_views import (correction_rows, memory_rows, memory_scenarios, placement, plot_breakdown,
                                      plot_corrections, plot_memory, plot_strategies, replication_rows,
                                      speedup_rows)
-from helixlib.estimate import estimate
 from helixlib.hardware import load_cluster
 from helixlib.seed_script import corrections
 

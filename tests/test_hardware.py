@@ -1,8 +1,6 @@
 """Hardware presets: the datasheet figures, per-direction links, a strict loader, and the α–β model."""
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -11,6 +9,8 @@ from helixlib import HelixInputError
 from helixlib.alphabeta import bus_factor, collective_time
 from helixlib.hardware import MeasuredCollective, hardware_names, load_cluster, load_device
 from helixlib.roofline import gemm_efficiency
+
+from helpers import run_cli
 
 
 def test_presets_and_their_sources():
@@ -74,8 +74,7 @@ def test_inline_device_and_bad_device_field(tmp_path):
 def test_cli_refuses_a_bad_preset_in_one_line(tmp_path):
     raw = _cluster_raw()
     raw["intra_node"]["bandwidth"] = -1
-    r = subprocess.run([sys.executable, "-m", "helixlib", "estimate", "--hardware", str(_write(tmp_path, raw))],
-                       capture_output=True, text=True)
+    r = run_cli("estimate", "--hardware", str(_write(tmp_path, raw)))
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == ["error: intra_node.bandwidth: must be a number > 0, got -1"]
 

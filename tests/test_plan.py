@@ -2,18 +2,17 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
 from helixlib import Partition, build_plan, factorisations
 from helixlib.partition import OUTPUT_MODES, QK_MODES
 
+from helpers import run_cli
+
 
 def plan_json(*args):
-    out = subprocess.run([sys.executable, "-m", "helixlib", "plan", "--json", *args],
-                         capture_output=True, text=True, check=True).stdout
+    out = run_cli("plan", "--json", *args, check=True).stdout
     return json.loads(out)
 
 

@@ -1,0 +1,11 @@
+"""Shared by the tests: the command line in a fresh interpreter, as a user runs it."""
+
+import subprocess
+import sys
+
+
+def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m helixlib ARGS``, stdout and stderr captured as text; bounded, so a hang fails
+    the test instead of stalling the suite. ``kwargs`` go to ``subprocess.run`` (``env``, ``check``)."""
+    return subprocess.run([sys.executable, "-m", "helixlib", *args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
