@@ -19,8 +19,8 @@ from _machine import machine
 
 def one(method: str) -> dict:
     from helixlib import Partition, load_model
-    from helixlib.distributed import RunSpec
-    from helixlib.launch import launch_local
+    from helixlib.runtime.launch import launch_local
+    from helixlib.runtime.run import RunSpec
 
     spec = RunSpec(load_model("helix-tiny"), Partition(4, 4), backward=True)
     t0 = time.perf_counter()

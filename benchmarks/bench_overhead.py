@@ -11,13 +11,13 @@ import statistics
 import time
 
 import torch
-
 from _machine import machine
-from helixlib.steps import helix_rank, timed_steps
+
+from helixlib.runtime.steps import helix_rank, timed_steps
 
 
 def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, repeats=5):
-    from helixlib.verify import run_step
+    from helixlib.runtime.verify import run_step
 
     inputs = helix_rank(spec, rank, world, store_port)
     result = timed_steps({"step": lambda: run_step(inputs, True)}, repeats)
@@ -26,7 +26,7 @@ def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, rep
 
 
 def dense_step_seconds(model, repeats: int) -> float:
-    from helixlib.dense import TORCH_DTYPES, dense_block, init_input, init_weights
+    from helixlib.runtime.dense import TORCH_DTYPES, dense_block, init_input, init_weights
 
     torch.set_num_threads(os.cpu_count())
     w = {k: v.requires_grad_(True) for k, v in init_weights(model, 0, TORCH_DTYPES[model.dtype]).items()}
@@ -47,8 +47,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     from helixlib import Partition, load_model
-    from helixlib.distributed import RunSpec
-    from helixlib.launch import launch_local
+    from helixlib.runtime.launch import launch_local
+    from helixlib.runtime.run import RunSpec
 
     print(machine())
     model = load_model(a.model)

@@ -11,10 +11,10 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from _machine import machine
 from torch import nn
 
-from _machine import machine
-from helixlib.steps import helix_rank, timed_steps
+from helixlib.runtime.steps import helix_rank, timed_steps
 
 
 class TorchBlock(nn.Module):
@@ -50,8 +50,8 @@ def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, rep
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    from helixlib.dense import TORCH_DTYPES, init_weights
-    from helixlib.verify import run_step
+    from helixlib.runtime.dense import TORCH_DTYPES, init_weights
+    from helixlib.runtime.verify import run_step
 
     m = spec.model
     helix = helix_rank(spec, rank, world, store_port)
@@ -84,8 +84,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=20)
     a = ap.parse_args()
     from helixlib import Partition, load_model
-    from helixlib.distributed import RunSpec
-    from helixlib.launch import launch_local
+    from helixlib.runtime.launch import launch_local
+    from helixlib.runtime.run import RunSpec
 
     print(machine())
     spec = RunSpec(load_model(a.model), Partition(16, 1))

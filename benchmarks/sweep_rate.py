@@ -1,4 +1,4 @@
-"""Configurations per second of the vectorized design-space evaluation (helixlib.design_space).
+"""Configurations per second of the vectorized design-space evaluation (helixlib.estimate.design_space).
 
     .venv/bin/python benchmarks/sweep_rate.py
 
@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from helixlib.design_space import evaluate, grid
+from helixlib.estimate.design_space import evaluate, grid
 
 
 def machine() -> str:

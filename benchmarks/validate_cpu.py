@@ -13,15 +13,24 @@ import argparse
 import json
 import sys
 
-from helixlib.calibrate import FIT_HEADER, calibrate, fit_table
-from helixlib.files import write_text_atomic
-from helixlib.partition import Partition
-from helixlib.units import table
-from helixlib.validate import Config, default_configs, error_rows, run_validation
-from helixlib.validate_views import (BYTES_HEADER, ERROR_HEADER, RANKING_HEADER, SPLITS, SUMMARY_HEADER,
-                                     bytes_table, error_table, ranking_table, summary_table)
-
 from _machine import machine
+
+from helixlib.core.files import write_text_atomic
+from helixlib.core.units import table
+from helixlib.plan.partition import Partition
+from helixlib.validation.calibrate import FIT_HEADER, calibrate, fit_table
+from helixlib.validation.validate import Config, default_configs, error_rows, run_validation
+from helixlib.views.validate_views import (
+    BYTES_HEADER,
+    ERROR_HEADER,
+    RANKING_HEADER,
+    SPLITS,
+    SUMMARY_HEADER,
+    bytes_table,
+    error_table,
+    ranking_table,
+    summary_table,
+)
 
 
 def main():

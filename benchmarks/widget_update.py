@@ -1,5 +1,5 @@
 """Time from setting an explorer control's ``.value`` to the explorer having recomputed and
-re-rendered its output (helixlib.widgets.Explorer), as a kernel would run it.
+re-rendered its output (helixlib.views.widgets.Explorer), as a kernel would run it.
 
     .venv/bin/python benchmarks/widget_update.py
 
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 
 from sweep_rate import machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from helixlib.widgets import Explorer  # noqa: E402
+from helixlib.views.widgets import Explorer  # noqa: E402
 
 #: (control, two values to toggle between); the first group keeps the partition (rank map cached)
 CHANGES = [

@@ -5,10 +5,10 @@ The pipeline, one module each: ``config`` (models) → ``partition`` (n × m) �
 ``layer`` + ``launch`` (torch.distributed), ``dag``, ``estimate``, ``audit``.
 """
 
-from .config import ModelConfig, load_model, preset_names
-from .errors import HelixInputError
-from .partition import Partition, factorisations
-from .plan import Plan, build_plan
+from helixlib.core.errors import HelixInputError
+from helixlib.plan.build import Plan, build_plan
+from helixlib.plan.model import ModelConfig, load_model, preset_names
+from helixlib.plan.partition import Partition, factorisations
 
 __all__ = ["ModelConfig", "load_model", "preset_names", "HelixInputError", "Partition", "factorisations",
            "Plan", "build_plan"]

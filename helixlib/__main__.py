@@ -1,6 +1,6 @@
 import sys
 
-from .cli import main
+from helixlib.commands.main import main
 
 if __name__ == "__main__":  # not when multiprocessing re-imports the parent's main module
     sys.exit(main())

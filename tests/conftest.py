@@ -1,6 +1,6 @@
 import pytest
 
-from helixlib import build_plan, load_model, Partition
+from helixlib import Partition, build_plan, load_model
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import run_cli
 
 from helixlib import HelixInputError
-from helixlib.audit import CLAIMS_FILE, Claim, Computed, judge, load_claims
-from helixlib.audit_checks import CHECKS, deployment_summary
-
-from helpers import run_cli
+from helixlib.audit.checks import CHECKS, deployment_summary
+from helixlib.audit.claims import CLAIMS_FILE, Claim, Computed, judge, load_claims
 
 PLAN_MD = Path(__file__).resolve().parents[2] / "shared" / "seed" / "deployment_plan.md"
 
@@ -122,7 +121,7 @@ def test_another_partition_changes_the_verdicts(tmp_path):
     raw["claims"] = [c for c in raw["claims"] if c["id"] in ("level2.segment1", "mha.qkv.output")]
     p = tmp_path / "claims.yaml"
     p.write_text(yaml.safe_dump(raw))
-    from helixlib.audit import audit
+    from helixlib.audit.claims import audit
     got = {v.claim.id: (v.verdict, v.computed) for v in audit(load_claims(p))}
     assert got["level2.segment1"] == ("wrong", {"width": 256, "gpu_offset": 1})
     assert got["mha.qkv.output"] == ("wrong", [1024, 10000, 2, 256])

@@ -6,15 +6,14 @@ machine's speed: the preset loads, every figure is positive, every fitted group 
 import numpy as np
 import pytest
 import yaml
+from helpers import run_cli
 
 from helixlib import HelixInputError, Partition, build_plan, load_model
-from helixlib.alphabeta import bus_factor
-from helixlib.calibrate import build_preset, collective_fits, fit_alpha_beta, suite_for
-from helixlib.estimate import estimate
-from helixlib.hardware import cluster_from_dict, load_cluster
-from helixlib.roofline import elementwise_bandwidth
-
-from helpers import run_cli
+from helixlib.estimate.alphabeta import bus_factor
+from helixlib.estimate.estimator import estimate
+from helixlib.estimate.hardware import cluster_from_dict, load_cluster
+from helixlib.estimate.roofline import elementwise_bandwidth
+from helixlib.validation.calibrate import build_preset, collective_fits, fit_alpha_beta, suite_for
 
 
 @pytest.mark.parametrize("kind,p", [("all_reduce", 4), ("all_gather", 16), ("reduce_scatter", 2)])

@@ -1,7 +1,6 @@
 """The command line: readable output, one-line errors with exit code 2."""
 
 import pytest
-
 from helpers import run_cli
 
 

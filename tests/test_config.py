@@ -1,7 +1,7 @@
 import pytest
 
 from helixlib import HelixInputError, load_model, preset_names
-from helixlib.config import ModelConfig, layers_for_params
+from helixlib.plan.model import ModelConfig, layers_for_params
 
 
 def test_presets_load():

@@ -8,19 +8,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
+from helpers import run_cli
 
 from helixlib import HelixInputError, Partition, build_plan
-from helixlib.dag import Edge, build_dag
-from helixlib.dag_views import model_view, stage_view
-from helixlib.dag_checks import run_dag_checks
-from helixlib.dag_files import FILES, dag_files, write_dag_files
-from helixlib.dag_render import comm_rows, dot_source, fmt_ranks, lanes_top_down
-from helixlib.dag_trace import check_drawn_equals_ran, dag_from_traces
-from helixlib.partition import OUTPUT_MODES, QK_MODES, SEGMENT_LOCAL
-from helixlib.plan import Op
-from helixlib.simulate import simulate_ranks
-
-from helpers import run_cli
+from helixlib.dag.checks import run_dag_checks
+from helixlib.dag.files import FILES, dag_files, write_dag_files
+from helixlib.dag.graph import Edge, build_dag
+from helixlib.dag.render import comm_rows, dot_source, fmt_ranks, lanes_top_down
+from helixlib.dag.trace import check_drawn_equals_ran, dag_from_traces
+from helixlib.dag.views import model_view, stage_view
+from helixlib.plan.build import Op
+from helixlib.plan.partition import OUTPUT_MODES, QK_MODES, SEGMENT_LOCAL
+from helixlib.runtime.simulate import simulate_ranks
 
 CHECK_NAMES = ["dag_acyclic", "dag_nodes_have_shapes_and_ranks", "dag_edge_shapes_match",
                "dag_collectives_match_plan", "dag_residuals_present", "dag_input_to_output_on_every_rank"]
@@ -296,8 +295,8 @@ def test_the_graph_of_the_run_equals_the_plan_graph(tiny, nm, out, qk):
 @pytest.mark.parametrize("nm,qk,out", [((4, 4), "reduce_scores", "allreduce"), ((2, 8), "gather_qk", "concat")])
 def test_the_distributed_run_draws_the_plan_graph(tiny, nm, qk, out):
     """The same comparison on the traces of the real run: 16 gloo processes."""
-    from helixlib.distributed import RunSpec
-    from helixlib.launch import launch_local
+    from helixlib.runtime.launch import launch_local
+    from helixlib.runtime.run import RunSpec
 
     part = Partition(*nm, qk, out)
     result = launch_local(RunSpec(tiny, part, backward=True))
@@ -352,7 +351,7 @@ def test_a_missing_or_unknown_step_is_detected(run_4x4):
 
 
 def test_forward_only_traces_equal_the_forward_graph_and_survive_json(tiny):
-    from helixlib.trace import Trace
+    from helixlib.runtime.trace import Trace
 
     plan = build_plan(tiny, Partition(8, 2, "gather_qk"))
     _, traces = simulate_ranks(plan, backward=False)
@@ -365,7 +364,7 @@ def test_written_files_have_a_normal_mode(tmp_path):
     import os
     import stat
 
-    from helixlib.files import write_text_atomic
+    from helixlib.core.files import write_text_atomic
 
     p = write_text_atomic(tmp_path / "x.txt", "hello")
     umask = os.umask(0)

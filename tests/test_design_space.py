@@ -5,14 +5,20 @@ import numpy as np
 import pytest
 
 from helixlib import Partition, build_plan, load_model
-from helixlib.design_space import evaluate, grid, label, largest_divisor_at_most
-from helixlib.estimate import estimate
-from helixlib.hardware import load_cluster
-from helixlib.memory_model import stored_bytes, working_bytes
-from helixlib.strategies import (Shapes, helix_program, megatron_sp_program, ring_program, ulysses_program,
-                                 group_nodes)
-from helixlib.timing import program_timing
-from helixlib.workload import program_from_plan
+from helixlib.estimate.design_space import evaluate, grid, label, largest_divisor_at_most
+from helixlib.estimate.estimator import estimate
+from helixlib.estimate.hardware import load_cluster
+from helixlib.estimate.memory import stored_bytes, working_bytes
+from helixlib.estimate.strategies import (
+    Shapes,
+    group_nodes,
+    helix_program,
+    megatron_sp_program,
+    ring_program,
+    ulysses_program,
+)
+from helixlib.estimate.timing import program_timing
+from helixlib.estimate.workload import program_from_plan
 
 A100 = load_cluster("dgx-a100")
 

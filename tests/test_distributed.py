@@ -10,14 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import run_cli
 
 from helixlib import Partition, build_plan, factorisations, load_model
-from helixlib.distributed import Fault, RunSpec
-from helixlib.launch import DistributedRunError, launch_local
-from helixlib.monitor_plots import collective_bytes, time_breakdown
-from helixlib.partition import OUTPUT_MODES, QK_MODES
-
-from helpers import run_cli
+from helixlib.plan.partition import OUTPUT_MODES, QK_MODES
+from helixlib.runtime.launch import DistributedRunError, launch_local
+from helixlib.runtime.run import Fault, RunSpec
+from helixlib.views.monitor_plots import collective_bytes, time_breakdown
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +113,7 @@ def test_a_hang_outside_any_timeout_is_caught_by_the_launcher_deadline(tiny):
     msg = str(e.value)
     assert msg.startswith("no result after 12 s; ranks still running")
     assert "rank 3: in or after backward scores_allreduce.backward (call 5 of 6)" in msg  # stuck before call 6
-    assert "distributed.py" in msg  # the hanging rank's own frame, from faulthandler
+    assert "run.py" in msg  # the hanging rank's own frame, from faulthandler
     assert not rank_children()
 
 

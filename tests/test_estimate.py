@@ -4,14 +4,13 @@ import dataclasses
 import json
 
 import pytest
+from helpers import run_cli
 
 from helixlib import HelixInputError, Partition, build_plan, factorisations
-from helixlib.estimate import divisors, estimate, memory_for_batch, model_flops_per_block, Options
-from helixlib.hardware import load_cluster
-from helixlib.memory_model import stored_bytes
-from helixlib.workload import program_from_plan
-
-from helpers import run_cli
+from helixlib.estimate.estimator import Options, divisors, estimate, memory_for_batch, model_flops_per_block
+from helixlib.estimate.hardware import load_cluster
+from helixlib.estimate.memory import stored_bytes
+from helixlib.estimate.workload import program_from_plan
 
 
 @pytest.fixture(scope="module")

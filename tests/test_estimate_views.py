@@ -7,12 +7,21 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from helixlib.design_space import best, evaluate, grid
-from helixlib.estimate_views import (correction_rows, memory_rows, memory_scenarios, placement, plot_breakdown,
-                                     plot_corrections, plot_memory, plot_strategies, replication_rows,
-                                     speedup_rows)
-from helixlib.hardware import load_cluster
-from helixlib.seed_script import corrections
+from helixlib.estimate.design_space import best, evaluate, grid
+from helixlib.estimate.hardware import load_cluster
+from helixlib.estimate.seed_script import corrections
+from helixlib.views.estimate_views import (
+    correction_rows,
+    memory_rows,
+    memory_scenarios,
+    placement,
+    plot_breakdown,
+    plot_corrections,
+    plot_memory,
+    plot_strategies,
+    replication_rows,
+    speedup_rows,
+)
 
 A100 = load_cluster("dgx-a100")
 
@@ -98,7 +107,7 @@ def test_best_returns_one_row_per_strategy_family(sweep):
 
 
 def test_collective_model_meets_large_messages_and_is_optimistic_at_58_mb():
-    from helixlib.estimate_views import busbw_rows
+    from helixlib.views.estimate_views import busbw_rows
 
     mid, large = (float(r[5]) for r in busbw_rows())
     assert large == pytest.approx(1.0, abs=0.02)

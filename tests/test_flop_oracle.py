@@ -3,7 +3,7 @@
 import pytest
 
 from helixlib import Partition, build_plan
-from helixlib.flop_oracle import count_flops
+from helixlib.validation.flop_oracle import count_flops
 
 
 @pytest.mark.parametrize("part", [Partition(4, 4), Partition(16, 1), Partition(1, 16, "gather_qk"),

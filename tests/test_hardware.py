@@ -4,13 +4,13 @@ import dataclasses
 
 import pytest
 import yaml
+from helpers import run_cli
 
 from helixlib import HelixInputError
-from helixlib.alphabeta import bus_factor, collective_time
-from helixlib.hardware import MeasuredCollective, hardware_names, load_cluster, load_device
-from helixlib.roofline import gemm_efficiency
-
-from helpers import run_cli
+from helixlib.core.presets import HARDWARE_DIR
+from helixlib.estimate.alphabeta import bus_factor, collective_time
+from helixlib.estimate.hardware import MeasuredCollective, hardware_names, load_cluster, load_device
+from helixlib.estimate.roofline import gemm_efficiency
 
 
 def test_presets_and_their_sources():
@@ -38,7 +38,7 @@ def _write(tmp_path, raw, name="bad.yaml"):
 
 
 def _cluster_raw():
-    return yaml.safe_load(open(load_cluster.__globals__["HARDWARE_DIR"] / "dgx-a100.yaml"))
+    return yaml.safe_load(open(HARDWARE_DIR / "dgx-a100.yaml"))
 
 
 @pytest.mark.parametrize("change,message", [
@@ -64,7 +64,7 @@ def test_bad_cluster_preset_is_one_error_naming_the_field(tmp_path, change, mess
 
 def test_inline_device_and_bad_device_field(tmp_path):
     raw = _cluster_raw()
-    raw["device"] = yaml.safe_load(open(load_cluster.__globals__["HARDWARE_DIR"] / "a100-sxm4-80gb.yaml"))
+    raw["device"] = yaml.safe_load(open(HARDWARE_DIR / "a100-sxm4-80gb.yaml"))
     assert load_cluster(_write(tmp_path, raw)).device.name == "a100-sxm4-80gb"
     raw["device"]["matmul_flops"]["int4"] = 1e15
     with pytest.raises(HelixInputError, match=r"^device.matmul_flops.int4: is not a field here"):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helixlib.notebooks import NotebookFailed, execute_notebook, notebook_paths
+from helixlib.workbook.notebooks import NotebookFailed, execute_notebook, notebook_paths
 
 NOTEBOOKS = notebook_paths()
 

@@ -1,7 +1,7 @@
 import pytest
 
 from helixlib import HelixInputError, Partition, factorisations
-from helixlib.partition import valid_partitions
+from helixlib.plan.partition import valid_partitions
 
 
 def test_factorisations():

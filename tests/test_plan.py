@@ -4,11 +4,10 @@ import json
 import math
 
 import pytest
+from helpers import run_cli
 
 from helixlib import Partition, build_plan, factorisations
-from helixlib.partition import OUTPUT_MODES, QK_MODES
-
-from helpers import run_cli
+from helixlib.plan.partition import OUTPUT_MODES, QK_MODES
 
 
 def plan_json(*args):

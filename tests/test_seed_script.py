@@ -5,9 +5,9 @@ import hashlib
 import pytest
 
 from helixlib import Partition, build_plan
-from helixlib.estimate import estimate
-from helixlib.hardware import load_cluster
-from helixlib.seed_script import SEED_SCRIPT, corrections, run_seed_script, seed_terms, seed_total
+from helixlib.estimate.estimator import estimate
+from helixlib.estimate.hardware import load_cluster
+from helixlib.estimate.seed_script import SEED_SCRIPT, corrections, run_seed_script, seed_terms, seed_total
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 import pytest
 
 from helixlib import Partition, build_plan, factorisations
-from helixlib import plan as plan_mod
-from helixlib.partition import OUTPUT_MODES, QK_MODES
-from helixlib.simulate import simulate, simulate_ranks
-from helixlib.softmax_demo import segment_softmax_demo
-from helixlib.verify import TOLERANCE
+from helixlib.plan import build as plan_mod
+from helixlib.plan.partition import OUTPUT_MODES, QK_MODES
+from helixlib.runtime.simulate import simulate, simulate_ranks
+from helixlib.runtime.verify import TOLERANCE
+from helixlib.views.softmax_demo import segment_softmax_demo
 
 
 @pytest.mark.parametrize("nm", factorisations(16), ids=lambda nm: f"{nm[0]}x{nm[1]}")
@@ -43,7 +43,7 @@ def test_a_wrong_backward_mapping_is_detected(tiny, monkeypatch):
     """If the partial-score all-reduce had an identity backward (Megatron's g, right only
     when everything after it is replicated), the gradients would be wrong: the test
     above can fail."""
-    from helixlib import layer, mappings
+    from helixlib.runtime import layer, mappings
     monkeypatch.setattr(layer, "all_reduce_sum", mappings.reduce_from_region)
     c = simulate(build_plan(tiny, Partition(4, 4)), backward=True)
     assert c.forward_error < 1e-10  # forward is unchanged
@@ -51,14 +51,14 @@ def test_a_wrong_backward_mapping_is_detected(tiny, monkeypatch):
 
 
 def test_a_forgotten_score_reduction_is_detected(tiny, monkeypatch):
-    from helixlib import layer
+    from helixlib.runtime import layer
     monkeypatch.setattr(layer, "all_reduce_sum", lambda x, *a, **k: x)
     c = simulate(build_plan(tiny, Partition(4, 4)))
     assert c.forward_error > 1e-2 and not c.ok
 
 
 def test_a_failing_rank_surfaces_its_error(tiny, monkeypatch):
-    from helixlib import layer
+    from helixlib.runtime import layer
     orig = layer.HelixMLP.forward
 
     def boom(self, x1, h2):

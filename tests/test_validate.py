@@ -5,10 +5,22 @@ numbers, one real measured configuration (bytes against the Plan), and the recor
 import pytest
 
 from helixlib import Partition, build_plan
-from helixlib.calibrate import AlphaBetaFit, fit_table
-from helixlib.validate import (Config, cluster_of, default_configs, error_rows, error_summary, load_results, measure,
-                               plan_bytes, predict, ranking, spearman, verdict)
-from helixlib.validate_views import bytes_table, error_table, ranking_table, summary_table
+from helixlib.validation.calibrate import AlphaBetaFit, fit_table
+from helixlib.validation.validate import (
+    Config,
+    cluster_of,
+    default_configs,
+    error_rows,
+    error_summary,
+    load_results,
+    measure,
+    plan_bytes,
+    predict,
+    ranking,
+    spearman,
+    verdict,
+)
+from helixlib.views.validate_views import bytes_table, error_table, ranking_table, summary_table
 
 
 def _result(model, part, measured, predicted):

@@ -3,10 +3,10 @@
 import pytest
 
 from helixlib import Partition, build_plan, load_model
-from helixlib.estimate import Options, divisors, largest_micro_batch
-from helixlib.hardware import load_cluster
-from helixlib import widgets
-from helixlib.widgets import Explorer, explore, memory_html, time_html
+from helixlib.views import widgets
+from helixlib.estimate.estimator import Options, divisors, largest_micro_batch
+from helixlib.estimate.hardware import load_cluster
+from helixlib.views.widgets import Explorer, explore, memory_html, time_html
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""``python -m helixlib run``: the partitioned block on real processes, verified and monitored.
+
+Started plainly it launches n·m local CPU ranks (``helixlib.runtime.launch.launch_local``);
+started by ``torchrun`` (RANK/WORLD_SIZE in the environment) it is one rank of that job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+from helixlib.commands.main import add_plan_args, plan_from_args
+from helixlib.core.errors import HelixInputError, positive_int
+from helixlib.core.files import write_text_atomic
+from helixlib.core.units import si, table
+from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
+from helixlib.runtime.run import Fault, RunResult, RunSpec
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    add_plan_args(p, model="helix-tiny")
+    p.add_argument("--backward", action="store_true", help="also run backward and check every gradient")
+    p.add_argument("--seed", default="0", help="weights/input seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto (cuda under torchrun when available), cpu or cuda")
+    p.add_argument("--start-method", default="forkserver", help=f"local launcher: one of {', '.join(START_METHODS)}")
+    p.add_argument("--collective-timeout", default="60", help="seconds before a collective counts as hung")
+    p.add_argument("--timeout", default=None, help="seconds for the whole local run (default 120 + 3 x collective)")
+    p.add_argument("--warmup", default="0", help="untimed steps before the recorded one")
+    p.add_argument("--no-verify", action="store_true", help="skip the comparison with the dense block")
+    p.add_argument("--save", default=None, help="write the full result (with per-rank traces) as JSON here")
+    p.add_argument("--inject-fault", default=None, metavar="RANK:COLLECTIVE:raise|hang|crash",
+                   help="testing failure handling, e.g. 5:scores_allreduce:hang")
+
+
+def _fault(text: str | None) -> Fault | None:
+    if text is None:
+        return None
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise HelixInputError("inject_fault", "must be RANK:COLLECTIVE:raise|hang|crash", text)
+    return Fault(positive_int("inject_fault", parts[0], minimum=0), parts[1], parts[2])
+
+
+def _seconds(field: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise HelixInputError(field, "must be a number of seconds", text) from None
+    if value <= 0:
+        raise HelixInputError(field, "must be positive", text)
+    return value
+
+
+def spec_from_args(a: argparse.Namespace) -> RunSpec:
+    plan = plan_from_args(a)
+    return RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
+                   backward=a.backward, verify=not a.no_verify, device=a.device,
+                   collective_timeout_s=_seconds("collective_timeout", a.collective_timeout),
+                   warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault))
+
+
+def format_result(r: RunResult) -> str:
+    """The run in a few lines and two tables: errors, collectives vs plan, timings, memory."""
+    s = r.spec
+    part = s["partition"]
+    lines = [f"{s['model']['name']} {part['head_groups']}x{part['dim_segments']} {part['qk_mode']}/{part['output']} "
+             f"{s['model']['dtype']}: {r.world_size} ranks, {r.backend} on {r.device}, "
+             f"{'forward+backward' if s['backward'] else 'forward'}"]
+    c = r.comparison
+    if c is not None:
+        bwd = f", backward {c.backward_error:.2e}" if c.backward_errors else ""
+        tol = f"{c.tolerance[0]:g}" + (f" / {c.tolerance[1]:g}" if c.backward_errors else "")
+        lines.append(f"max error vs dense (relative): forward {c.forward_error:.2e}{bwd}; tolerance {tol}"
+                     f" -> {'ok' if c.ok else 'FAIL'}")
+    lines.append(f"collectives_match: {str(r.collectives_match).lower()}"
+                 + ("" if r.collectives_match else "\n  " + "\n  ".join(r.mismatches[:4])))
+    t = r.traces
+    fwd = max(tr.timings.get("forward_s", 0) for tr in t)
+    bwd = max(tr.timings.get("backward_s", 0) for tr in t)
+    lines.append(f"start-up {r.timings.get('startup_s', 0):.2f} s, wall {r.timings.get('wall_s', 0):.2f} s; "
+                 f"slowest rank: forward {fwd * 1e3:.1f} ms" + (f", backward {bwd * 1e3:.1f} ms" if bwd else ""))
+    rows = [[name, f"{statistics.median(v) * 1e3:.3f}", f"{max(v) * 1e3:.3f}"] for name, v in r.op_seconds().items()]
+    lines += ["", table(rows, ["op (forward)", "median ms", "max ms"]), ""]
+    rows = [[c["name"], c["phase"], c["kind"], c["calls"], si(c["bytes"], "B"),
+             f"{statistics.median(c['seconds']) * 1e3:.3f}"] for c in r.collective_summary()]
+    lines += [table(rows, ["collective", "phase", "kind", "calls", "bytes (all calls)", "median ms"]), ""]
+    lines.append(f"peak memory per rank ({r.memory_kind}): "
+                 f"min {si(min(r.peak_memory_bytes), 'B')}, max {si(max(r.peak_memory_bytes), 'B')}")
+    return "\n".join(lines)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    spec = spec_from_args(a)
+    in_torchrun = torchrun_env() is not None
+    try:
+        if in_torchrun:
+            result = run_torchrun(spec)
+        else:
+            timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
+            log = None if a.json else (lambda msg: print(f"[launch] {msg}", file=sys.stderr, flush=True))
+            result = launch_local(spec, a.start_method, timeout, log=log)
+    except DistributedRunError as err:
+        print(f"error: distributed run failed: {err}", file=sys.stderr)
+        return 1
+    if result is None:  # a torchrun rank other than 0
+        return 0
+    if a.save:
+        write_text_atomic(a.save, json.dumps(result.to_dict()))
+    if a.json:
+        d = result.to_dict()
+        d.pop("traces")  # in --save; keep stdout readable
+        print(json.dumps(d))
+    else:
+        print(format_result(result))
+    return 0 if result.ok else 1

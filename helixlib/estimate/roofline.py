@@ -1,0 +1,84 @@
+"""Time of one operator on one device: a roofline with explicit efficiency knobs.
+
+    t = max(FLOPs / (peak · efficiency),  bytes / (bandwidth · memory_efficiency)) + launch
+
+* matmuls run on the tensor cores at ``peak_flops(dtype) · e(M, K, N)``, where
+  ``e = matmul_efficiency · f(M)·f(K)·f(N)`` and ``f(x) = x / (x + matmul_half_dim)``
+  (small dims underfill the tiles), or — when the device lists measured
+  ``(M, K, N, FLOP/s)`` points for the dtype — the throughput of the measured shape
+  nearest in log space;
+* element-wise ops (LayerNorm, softmax, GELU, adds) run on the vector units, at
+  ``memory_bandwidth · memory_efficiency`` — or, when the device lists measured
+  ``(bytes, B/s)`` points for the op's kind and dtype, at the bandwidth interpolated
+  (log–log) between the measured sizes (constant beyond them): one figure cannot hold
+  both an op that stays in cache and one that streams from memory;
+* a fused (flash) attention kernel runs at ``peak · flash_efficiency`` and never writes
+  the score matrix to memory.
+
+Every function takes numpy arrays or plain numbers (the design-space sweep evaluates
+10^5 configurations at once) and returns the same.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from helixlib.estimate.hardware import Device
+
+
+class OpTime(NamedTuple):
+    compute_s: object  # the FLOP side of the roofline
+    memory_s: object  # the bytes side
+    time_s: object  # max of the two, plus the launch overhead
+    efficiency: object  # fraction of the dense peak the FLOP side assumes
+
+
+def _shape_factor(x, half: float):
+    x = np.asarray(x, dtype=float)
+    return x / (x + half)
+
+
+def gemm_efficiency(device: Device, dtype: str, M, K, N):
+    """Fraction of the dense peak a [M,K]·[K,N] GEMM reaches (one matrix of a batched GEMM)."""
+    measured = device.matmul_measured.get(dtype)
+    if not measured:
+        return device.matmul_efficiency * _shape_factor(M, device.matmul_half_dim) * \
+            _shape_factor(K, device.matmul_half_dim) * _shape_factor(N, device.matmul_half_dim)
+    table = np.asarray(measured, dtype=float)  # rows: M, K, N, FLOP/s
+    query = np.log(np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (M, K, N))), axis=-1))
+    dist = ((query[..., None, :] - np.log(table[:, :3])) ** 2).sum(axis=-1)
+    return table[np.argmin(dist, axis=-1), 3] / device.peak_flops(dtype)
+
+
+def matmul_time(device: Device, dtype: str, flops, nbytes, M, K, N) -> OpTime:
+    eff = gemm_efficiency(device, dtype, M, K, N)
+    return _roofline(device, flops / (device.peak_flops(dtype) * eff), nbytes, eff)
+
+
+def elementwise_bandwidth(device: Device, dtype: str, kind: str | None, nbytes):
+    """Bytes/s an element-wise op of ``kind`` moving ``nbytes`` reaches (see the module docstring)."""
+    table = device.elementwise_measured.get(dtype, {}).get(kind)
+    if not table:
+        return device.memory_bandwidth * device.memory_efficiency
+    size, bw = np.log(np.asarray(sorted(table), dtype=float)).T
+    return np.exp(np.interp(np.log(np.asarray(nbytes, dtype=float)), size, bw))
+
+
+def elementwise_time(device: Device, dtype: str, flops, nbytes, kind: str | None = None) -> OpTime:
+    eff = device.vector_flops / device.peak_flops(dtype)
+    return _roofline(device, np.asarray(flops, dtype=float) / device.vector_flops, nbytes, eff,
+                     elementwise_bandwidth(device, dtype, kind, nbytes))
+
+
+def flash_time(device: Device, dtype: str, flops, nbytes) -> OpTime:
+    eff = device.flash_efficiency
+    return _roofline(device, np.asarray(flops, dtype=float) / (device.peak_flops(dtype) * eff), nbytes, eff)
+
+
+def _roofline(device: Device, compute_s, nbytes, eff, bandwidth=None) -> OpTime:
+    if bandwidth is None:
+        bandwidth = device.memory_bandwidth * device.memory_efficiency
+    memory_s = np.asarray(nbytes, dtype=float) / bandwidth
+    return OpTime(compute_s, memory_s, np.maximum(compute_s, memory_s) + device.launch_overhead_s, eff)

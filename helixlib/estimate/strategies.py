@@ -1,0 +1,281 @@
+"""Closed-form Programs of one block, for arrays of configurations, per strategy.
+
+Each builder writes one rank's forward of one block for one micro-batch (``b``
+sequences of ``L`` tokens, ``T = b·L``) the way ``helixlib.plan.build`` writes the helix
+block, with numpy arrays for the dimensions, and lists the collectives its backward
+adds. ``tests/test_design_space.py`` checks ``helix_program`` against the Plan-derived
+Program on sample configurations (same FLOPs, bytes, sizes, collectives).
+
+Strategies over ``G`` GPUs (β bytes per element, ``d = D/H``):
+
+``helix`` (n × m, reduce_scores | gather_qk)
+    The workbook's scheme (``helixlib.plan.build``, output = allreduce): rank (g, s) holds
+    ``h_g = H/n`` heads × ``d_s = d/m`` columns of Q/K/V, F/G MLP columns. Forward:
+    partial-score all-reduce ``[b, h_g, L, L]`` over the m ranks (or all-gathers of Q and
+    K ``[b, L, h_g, d]``), two all-reduces ``[b, L, D]`` over all G. LayerNorm inputs and
+    outputs and the residuals are replicated: ``[b, L, D]`` on every rank. With m = 1 it
+    is **pure head parallelism** (Megatron tensor parallelism without sequence
+    parallelism).
+``megatron_sp`` (needs G | H, G | L)
+    Megatron tensor parallelism with sequence parallelism (Korthikanti et al. 2022):
+    heads split G ways, the all-reduces of [b, L, D] replaced by all-gather (before QKV and
+    FC1) + reduce-scatter (after out-proj and FC2) — the same bytes on the wire, no
+    term in L² — and LayerNorms, residuals and the block input sharded along the
+    sequence (T/G tokens per rank). Backward re-gathers the LayerNorm outputs for the
+    weight gradients (overlapped with the input-gradient GEMMs).
+``ulysses`` (needs G | H, G | L)
+    DeepSpeed-Ulysses sequence parallelism: every op but attention on T/G tokens with
+    full weights; four all-to-alls per layer (Q, K, V to head-sharded, O back), each of
+    the rank's ``T/G·D`` elements. Weights, gradients and Adam states are sharded ZeRO-3
+    style (as Ulysses is run): one all-gather of the layer's weights per forward (and
+    again in backward, plus a reduce-scatter of its gradients), prefetched — they
+    overlap the whole layer's compute.
+``ring`` (needs G | L)
+    Ring attention / context parallelism: T/G tokens per rank; attention runs G blocks
+    against the K/V chunks passed around the ring (``G−1`` sends of ``2·T/G·D``
+    elements), each send hidden behind a block's compute when it is shorter. Blockwise
+    (online-softmax, flash-style) by construction: the flash option does not change it.
+    Weights ZeRO-3 as for Ulysses.
+
+All strategies count the full L×L scores (no causal skipping), like the Plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from helixlib.estimate.workload import LSE_BYTES, WGRAD_OVERLAP, OpCost, Overlap, Program, ProgramBuilder
+from helixlib.plan.build import FLOPS_PER_ELEMENT
+
+FLOPS = FLOPS_PER_ELEMENT | {"add": 2}  # the Plan's per-element counts; the residual adds carry a bias: 2
+STRATEGIES = ("helix", "megatron_sp", "ulysses", "ring")
+WHOLE_LAYER = ("*",)
+
+
+@dataclass
+class Shapes:
+    """Dimensions of many configurations (int64 arrays of one length, or ints)."""
+
+    micro_batch: object  # b
+    seq_len: object  # L
+    hidden: object  # D
+    heads: object  # H
+    mlp_hidden: object  # F
+    world_size: object  # G
+    head_groups: object = 1  # n (helix)
+    dim_segments: object = 1  # m (helix)
+
+    @property
+    def tokens(self):
+        return self.micro_batch * self.seq_len
+
+    @property
+    def head_dim(self):
+        return self.hidden // self.heads
+
+
+def group_nodes(start_stride, size, count, gpus_per_node: int):
+    """Most nodes any of ``count`` groups of ``size`` consecutive ranks (group g starts at
+    g·start_stride) spans; arrays allowed."""
+    stride, size, count = (np.asarray(v, dtype=np.int64) for v in (start_stride, size, count))
+    g = np.arange(int(count.max()) if count.size else 1)
+    first = g * stride[..., None]
+    span = (first + size[..., None] - 1) // gpus_per_node - first // gpus_per_node + 1
+    out = np.where(g < count[..., None], span, 0).max(axis=-1)
+    return int(out) if out.ndim == 0 else out
+
+
+def world_nodes(G, gpus_per_node: int):
+    return -(-np.asarray(G) // gpus_per_node)
+
+
+# ---- helix ------------------------------------------------------------------------------
+
+
+def helix_program(s: Shapes, gpus_per_node: int, dtype_bytes: int, gather_qk: bool = False) -> Program:
+    """The Plan's block (output = allreduce) in closed form; see the module docstring."""
+    b, L, D, H, F, G = s.micro_batch, s.seq_len, s.hidden, s.heads, s.mlp_hidden, s.world_size
+    n, m = s.head_groups, s.dim_segments
+    h_g, d = H // n, s.head_dim
+    d_s = d // m
+    w, f, T = h_g * d_s, F // G, s.tokens
+    seg = group_nodes(m, m, n, gpus_per_node)
+    world = world_nodes(G, gpus_per_node)
+    P = ProgramBuilder(dtype_bytes)
+    beta = P.beta
+    P.tensor("x", T * D)
+    P.elementwise("ln1", "layernorm", ["x"], "h1", T * D, FLOPS["layernorm"], params=2 * D)
+    for t in "qkv":
+        P.matmul(f"{t}_proj", ["h1"], t, 1, T, D, w, bias=w)
+    score = b * h_g * L * L
+    if gather_qk:
+        for t in "qk":
+            P.comm(f"{t}_allgather", "all_gather", "dim_segment", m, seg, T * h_g * d * beta,
+                   output=f"{t}_full", out_elements=T * h_g * d)
+        P.matmul("scores", ["q_full", "k_full"], "s", b * h_g, L, d, L, weight=False)
+    else:
+        P.matmul("scores", ["q", "k"], "s_part", b * h_g, L, d_s, L, weight=False)
+        P.comm("scores_allreduce", "all_reduce", "dim_segment", m, seg, score * beta, output="s", out_elements=score)
+    P.elementwise("softmax", "softmax", ["s"], "p", score, FLOPS["softmax"])
+    P.matmul("attn_v", ["p", "v"], "o", b * h_g, L, L, d_s, weight=False)
+    P.matmul("out_proj", ["o"], "a_part", 1, T, w, D)
+    _world_all_reduce(P, "out_proj_allreduce", "a", T * D, G, world)
+    P.elementwise("residual1", "add", ["x", "a"], "x1", T * D, FLOPS["add"], params=D)
+    P.elementwise("ln2", "layernorm", ["x1"], "h2", T * D, FLOPS["layernorm"], params=2 * D)
+    P.matmul("fc1", ["h2"], "u", 1, T, D, f, bias=f)
+    P.elementwise("gelu", "gelu", ["u"], "z", T * f, FLOPS["gelu"])
+    P.matmul("fc2", ["z"], "y_part", 1, T, f, D)
+    _world_all_reduce(P, "fc2_allreduce", "y", T * D, G, world)
+    P.elementwise("residual2", "add", ["x1", "y"], "out", T * D, FLOPS["add"], params=D)
+    # backward, in the Plan's order: the conjugates of the copy-to-region points and the score reduction
+    _world_all_reduce(P, "fc1_input.backward", None, T * D, G, world, "backward")
+    if gather_qk:
+        for t in "kq":
+            P.comm(f"{t}_allgather.backward", "reduce_scatter", "dim_segment", m, seg, T * h_g * d * beta,
+                   phase="backward")
+    else:
+        P.comm("scores_allreduce.backward", "all_reduce", "dim_segment", m, seg, score * beta, phase="backward")
+    _world_all_reduce(P, "qkv_input.backward", None, T * D, G, world, "backward")
+    return P.build(communicators=(np.asarray(G) > 1).astype(int) + (np.asarray(m) > 1))
+
+
+def _world_all_reduce(P, name, output, elements, G, nodes, phase="forward"):
+    ops = WGRAD_OVERLAP.get(name)
+    P.comm(name, "all_reduce", "world", G, nodes, elements * P.beta, phase=phase,
+           overlap=Overlap("backward", ops, 0.5) if ops else None, output=output,
+           out_elements=elements if output else None)
+
+
+# ---- Megatron tensor + sequence parallel ------------------------------------------------
+
+
+def megatron_sp_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
+    """Megatron TP + SP over G ranks; see the module docstring."""
+    b, L, D, H, F, G = s.micro_batch, s.seq_len, s.hidden, s.heads, s.mlp_hidden, s.world_size
+    d, T = s.head_dim, s.tokens
+    Ts, hd, f, h = T // G, D // G, F // G, H // G
+    world = world_nodes(G, gpus_per_node)
+    P = ProgramBuilder(dtype_bytes)
+    full = T * D * P.beta  # the gathered / reduce-scattered [b, L, D]
+
+    def gather(name, src, dst, phase="forward", overlap=None):
+        P.comm(name, "all_gather", "world", G, world, full, phase=phase, overlap=overlap,
+               output=dst, out_elements=T * D if dst else None)
+
+    def scatter(name, dst, phase="forward", overlap=None):
+        P.comm(name, "reduce_scatter", "world", G, world, full, phase=phase, overlap=overlap,
+               output=dst, out_elements=Ts * D if dst else None)
+
+    P.tensor("x", Ts * D)
+    P.elementwise("ln1", "layernorm", ["x"], "h1", Ts * D, FLOPS["layernorm"], params=2 * D)
+    gather("qkv_input_allgather", "h1", "h1_full")
+    for t in "qkv":
+        P.matmul(f"{t}_proj", ["h1_full"], t, 1, T, D, hd, bias=hd, saves=("h1",))
+    P.matmul("scores", ["q", "k"], "s", b * h, L, d, L, weight=False)
+    P.elementwise("softmax", "softmax", ["s"], "p", b * h * L * L, FLOPS["softmax"])
+    P.matmul("attn_v", ["p", "v"], "o", b * h, L, L, d, weight=False)
+    P.matmul("out_proj", ["o"], "a_part", 1, T, hd, D)
+    scatter("out_proj_reduce_scatter", "a")
+    P.elementwise("residual1", "add", ["x", "a"], "x1", Ts * D, FLOPS["add"], params=D)
+    P.elementwise("ln2", "layernorm", ["x1"], "h2", Ts * D, FLOPS["layernorm"], params=2 * D)
+    gather("fc1_input_allgather", "h2", "h2_full")
+    P.matmul("fc1", ["h2_full"], "u", 1, T, D, f, bias=f, saves=("h2",))
+    P.elementwise("gelu", "gelu", ["u"], "z", T * f, FLOPS["gelu"])
+    P.matmul("fc2", ["z"], "y_part", 1, T, f, D)
+    scatter("fc2_reduce_scatter", "y")
+    P.elementwise("residual2", "add", ["x1", "y"], "out", Ts * D, FLOPS["add"], params=D)
+    gather("fc2_reduce_scatter.backward", None, None, "backward")
+    mlp = Overlap("backward", ("fc1",), 1.0)
+    gather("fc1_input_regather", None, None, "backward", mlp)
+    scatter("fc1_input_allgather.backward", None, "backward", mlp)
+    gather("out_proj_reduce_scatter.backward", None, None, "backward")
+    qkv = Overlap("backward", ("q_proj", "k_proj", "v_proj"), 1.0)
+    gather("qkv_input_regather", None, None, "backward", qkv)
+    scatter("qkv_input_allgather.backward", None, "backward", qkv)
+    return P.build(communicators=np.ones_like(np.asarray(G)))
+
+
+# ---- sequence parallel: Ulysses and ring -------------------------------------------------
+
+
+def _sequence_parallel_program(s: Shapes, gpus_per_node: int, dtype_bytes: int, attention) -> Program:
+    """T/G tokens per rank, full (ZeRO-3 gathered) weights; ``attention(P, world)`` maps q, k, v to o."""
+    D, F, G = s.hidden, s.mlp_hidden, s.world_size
+    Ts = s.tokens // G
+    world = world_nodes(G, gpus_per_node)
+    P = ProgramBuilder(dtype_bytes)
+    P.tensor("x", Ts * D)
+    P.elementwise("ln1", "layernorm", ["x"], "h1", Ts * D, FLOPS["layernorm"], params=2 * D)
+    for t in "qkv":
+        P.matmul(f"{t}_proj", ["h1"], t, 1, Ts, D, D, bias=D)
+    o = attention(P, world)
+    P.matmul("out_proj", [o], "a", 1, Ts, D, D)
+    P.elementwise("residual1", "add", ["x", "a"], "x1", Ts * D, FLOPS["add"], params=D)
+    P.elementwise("ln2", "layernorm", ["x1"], "h2", Ts * D, FLOPS["layernorm"], params=2 * D)
+    P.matmul("fc1", ["h2"], "u", 1, Ts, D, F, bias=F)
+    P.elementwise("gelu", "gelu", ["u"], "z", Ts * F, FLOPS["gelu"])
+    P.matmul("fc2", ["z"], "y", 1, Ts, F, D)
+    P.elementwise("residual2", "add", ["x1", "y"], "out", Ts * D, FLOPS["add"], params=D)
+    layer = P.params * P.beta  # the whole layer's weights, gathered (ZeRO-3)
+    P.comm("weights_allgather", "all_gather", "world", G, world, layer, overlap=Overlap("forward", WHOLE_LAYER))
+    P.comm("weights_allgather.backward", "all_gather", "world", G, world, layer, phase="backward",
+           overlap=Overlap("backward", WHOLE_LAYER))
+    P.comm("grads_reduce_scatter", "reduce_scatter", "world", G, world, layer, phase="backward",
+           overlap=Overlap("backward", WHOLE_LAYER))
+    prog = P.build(communicators=np.ones_like(np.asarray(G)))
+    # stored: a 1/G shard; staged: this layer's and the prefetched layer's gathered weights (+ its gradients)
+    return replace(prog, weight_params=P.params / G, extra_buffer_bytes=prog.extra_buffer_bytes + 2 * layer,
+                   backward_buffer_bytes=layer)
+
+
+def ulysses_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
+    """DeepSpeed-Ulysses over G ranks; see the module docstring."""
+    b, L, G, d = s.micro_batch, s.seq_len, s.world_size, s.head_dim
+    h, local = s.heads // G, s.tokens // G * s.hidden  # heads per rank; elements of one [b, L/G, D] tensor
+
+    def attention(P, world):
+        def a2a(name, src, dst, phase="forward"):
+            P.comm(name, "all_to_all", "world", G, world, local * P.beta, phase=phase, output=dst,
+                   out_elements=local if dst else None)
+
+        for t in "qkv":
+            a2a(f"{t}_all_to_all", t, f"{t}_heads")
+        P.matmul("scores", ["q_heads", "k_heads"], "s", b * h, L, d, L, weight=False)
+        P.elementwise("softmax", "softmax", ["s"], "p", b * h * L * L, FLOPS["softmax"])
+        P.matmul("attn_v", ["p", "v_heads"], "o_heads", b * h, L, L, d, weight=False)
+        a2a("o_all_to_all", "o_heads", "o")
+        for t in "oqkv":
+            a2a(f"{t}_all_to_all.backward", None, None, "backward")
+        return "o"
+
+    return _sequence_parallel_program(s, gpus_per_node, dtype_bytes, attention)
+
+
+def ring_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
+    """Ring attention (context parallel) over G ranks; see the module docstring."""
+    b, L, G, d, H = s.micro_batch, s.seq_len, s.world_size, s.head_dim, s.heads
+    chunk = s.tokens // G * s.hidden  # elements of this rank's K (or V) chunk
+
+    def attention(P, world):
+        beta = P.beta
+        rows = b * H * (L // G)  # (sequence, head, query) rows on this rank
+        P.sizes["lse"] = rows * LSE_BYTES
+        P.tensor("o", chunk)
+        # reads q, all G chunks of K and V as they pass, writes o and the log-sum-exp
+        moved = P.sizes["q"] + G * (P.sizes["k"] + P.sizes["v"]) + P.sizes["o"] + P.sizes["lse"]
+        P.ops.append(OpCost("flash_attention", "flash_attention", ("q", "k", "v"), "o", 4 * rows * L * d, moved,
+                            None, ("q", "k", "v", "o", "lse")))
+        steps = G - 1
+        P.comm("kv_ring", "send_recv", "world", G, world, steps * 2 * chunk * beta, count=np.maximum(steps, 1),
+               overlap=Overlap("forward", ("flash_attention",)))
+        P.comm("kv_ring.backward", "send_recv", "world", G, world, 2 * steps * 2 * chunk * beta, phase="backward",
+               count=np.maximum(2 * steps, 1), overlap=Overlap("backward", ("flash_attention",)))
+        return "o"
+
+    prog = _sequence_parallel_program(s, gpus_per_node, dtype_bytes, attention)
+    # receive buffers for the K/V chunk in flight (K and V, double-buffered)
+    return replace(prog, extra_buffer_bytes=prog.extra_buffer_bytes + 4 * chunk * dtype_bytes,
+                   notes=["ring attention: blockwise (flash-style) attention by construction"])
+

@@ -1,0 +1,124 @@
+"""The two-level partition: ``n`` head groups × ``m`` head-dimension segments.
+
+Rank layout is row-major, ``rank = g·m + s`` — exactly
+``init_device_mesh(dev, (n, m), mesh_dim_names=("head_group", "dim_segment"))``.
+Careful with the mesh names: ``mesh.get_group("dim_segment")`` is the *m* ranks that
+share head group ``g`` (they hold different dim segments); ``mesh.get_group("head_group")``
+is the *n* ranks that share dim segment ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helixlib.core.errors import HelixInputError, one_of, positive_int
+from helixlib.plan.model import ModelConfig
+
+QK_MODES = ("reduce_scores", "gather_qk")  # the exact ways
+#: The deployment plan's literal reading: every segment takes its own softmax of its partial
+#: scores (scaled by 1/√d_s) and nothing is reduced. NOT exact — kept so the workbook can
+#: measure how wrong it is (``simulate`` / ``run`` report the error).
+SEGMENT_LOCAL = "segment_local"
+OUTPUT_MODES = ("allreduce", "concat")
+MESH_DIM_NAMES = ("head_group", "dim_segment")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """n head groups × m dim segments, plus the two dataflow variants.
+
+    ``qk_mode``: ``reduce_scores`` all-reduces the partial Q·Kᵀ over the dim_segment
+    group before softmax; ``gather_qk`` all-gathers the Q and K segments instead;
+    ``segment_local`` (incorrect, for demonstration) reduces nothing.
+    ``output``: ``allreduce`` is a row-parallel out-projection (Megatron);
+    ``concat`` is the deployment plan's literal dataflow (concat within the group, then
+    across groups, then a tensor-parallel out-projection).
+    """
+
+    head_groups: int  # n
+    dim_segments: int  # m
+    qk_mode: str = "reduce_scores"
+    output: str = "allreduce"
+
+    def __post_init__(self):
+        object.__setattr__(self, "head_groups", positive_int("head_groups", self.head_groups))
+        object.__setattr__(self, "dim_segments", positive_int("dim_segments", self.dim_segments))
+        one_of("qk_mode", self.qk_mode, QK_MODES + (SEGMENT_LOCAL,))
+        one_of("output", self.output, OUTPUT_MODES)
+
+    @property
+    def exact(self) -> bool:
+        """False for the deliberately wrong ``segment_local`` dataflow."""
+        return self.qk_mode != SEGMENT_LOCAL
+
+    @property
+    def world_size(self) -> int:
+        """G = n·m."""
+        return self.head_groups * self.dim_segments
+
+    def coords(self, rank: int) -> tuple[int, int]:
+        """rank -> (head_group g, dim_segment s), row-major."""
+        return divmod(rank, self.dim_segments)
+
+    def rank(self, g: int, s: int) -> int:
+        """(g, s) -> rank = g·m + s."""
+        return g * self.dim_segments + s
+
+    def group_ranks(self, dim: str, rank: int) -> list[int]:
+        """Ranks of ``rank``'s process group along mesh dim ``dim`` ("head_group", "dim_segment" or "world")."""
+        g, s = self.coords(rank)
+        if dim == "dim_segment":  # same head group, every segment
+            return [self.rank(g, t) for t in range(self.dim_segments)]
+        if dim == "head_group":  # same segment, every head group
+            return [self.rank(h, s) for h in range(self.head_groups)]
+        if dim == "world":
+            return list(range(self.world_size))
+        raise HelixInputError("group", "must be head_group, dim_segment or world", dim)
+
+    def groups(self, dim: str) -> list[list[int]]:
+        """All distinct process groups along ``dim``, in the order DeviceMesh creates them."""
+        seen: list[list[int]] = []
+        for r in range(self.world_size):
+            ranks = self.group_ranks(dim, r)
+            if ranks not in seen:
+                seen.append(ranks)
+        return seen
+
+    def validate(self, model: ModelConfig, world_size: int | None = None) -> Partition:
+        """Check this partition fits ``model`` (and a launch of ``world_size`` ranks); return self."""
+        n, m, G = self.head_groups, self.dim_segments, self.world_size
+        if world_size is not None:
+            world_size = positive_int("world_size", world_size)
+            if world_size != G:
+                raise HelixInputError(
+                    "world_size", f"must equal head_groups x dim_segments = {n}x{m} = {G}", world_size
+                )
+        if model.heads % n:
+            raise HelixInputError("head_groups", f"must divide heads ({model.heads})", n)
+        if model.head_dim % m:
+            raise HelixInputError("dim_segments", f"must divide head_dim ({model.head_dim})", m)
+        # n | H and m | d make n·m | H·d = D, so output=concat's D/G split needs no check
+        if model.mlp_hidden % G:
+            raise HelixInputError(
+                "mlp_hidden", f"must be divisible by world size {G} (FC1/FC2 are split G ways)", model.mlp_hidden
+            )
+        return self
+
+
+def factorisations(world_size: int) -> list[tuple[int, int]]:
+    """Every (n, m) with n·m = world_size, n ascending."""
+    G = positive_int("world_size", world_size)
+    return [(n, G // n) for n in range(1, G + 1) if G % n == 0]
+
+
+def valid_partitions(model: ModelConfig, world_size: int, **variants) -> list[Partition]:
+    """The factorisations of ``world_size`` that ``model`` admits, as Partitions."""
+    out = []
+    for n, m in factorisations(world_size):
+        p = Partition(n, m, **variants)
+        try:
+            p.validate(model)
+        except HelixInputError:
+            continue
+        out.append(p)
+    return out

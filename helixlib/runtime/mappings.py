@@ -1,0 +1,109 @@
+"""Paired collectives as autograd Functions (Megatron ``tensor_parallel/mappings.py``).
+
+Each mapping states its forward collective and the backward that the graph around
+it needs (REFERENCE §1):
+
+============================  ==================  ===================
+mapping                       forward             backward
+============================  ==================  ===================
+copy_to_region      (f)       identity            all-reduce
+reduce_from_region  (g)       all-reduce          identity
+all_reduce_sum                all-reduce          all-reduce
+all_gather_sum                all-gather          reduce-scatter
+gather_from_region            all-gather          split (own chunk)
+============================  ==================  ===================
+
+``reduce_from_region`` is right when everything after it is replicated (the
+row-parallel out-projection and FC2); ``all_reduce_sum`` when a rank-local op follows
+(the partial scores feed ``P·V_s``, so each rank's dScores is partial).
+``all_gather_sum`` likewise when rank-local ops consume the gathered tensor (their
+gradients are partial and must be summed), ``gather_from_region`` when the consumer is
+replicated. A group of one rank makes every mapping the identity. The table is the
+same one the Plan uses (``helixlib.plan.build.MAPPINGS``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import Function
+
+from helixlib.runtime.communicator import Communicator
+
+
+class _CopyToRegion(Function):
+    @staticmethod
+    def forward(ctx, x, comm, group, name):
+        ctx.args = comm, group, name
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        comm, group, name = ctx.args
+        return comm.all_reduce(g, group, f"{name}.backward", "backward"), None, None, None
+
+
+class _ReduceFromRegion(Function):
+    @staticmethod
+    def forward(ctx, x, comm, group, name):
+        return comm.all_reduce(x, group, name, "forward")
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None, None, None
+
+
+class _AllReduceSum(Function):
+    @staticmethod
+    def forward(ctx, x, comm, group, name):
+        ctx.args = comm, group, name
+        return comm.all_reduce(x, group, name, "forward")
+
+    @staticmethod
+    def backward(ctx, g):
+        comm, group, name = ctx.args
+        return comm.all_reduce(g, group, f"{name}.backward", "backward"), None, None, None
+
+
+class _AllGatherSum(Function):
+    @staticmethod
+    def forward(ctx, x, comm, group, dim, name):
+        ctx.args = comm, group, dim, name
+        return comm.all_gather(x, group, dim, name, "forward")
+
+    @staticmethod
+    def backward(ctx, g):
+        comm, group, dim, name = ctx.args
+        return comm.reduce_scatter(g, group, dim, f"{name}.backward", "backward"), None, None, None, None
+
+
+class _GatherFromRegion(Function):
+    @staticmethod
+    def forward(ctx, x, comm, group, dim, name):
+        ctx.args = comm, group, dim
+        return comm.all_gather(x, group, dim, name, "forward")
+
+    @staticmethod
+    def backward(ctx, g):
+        comm, group, dim = ctx.args
+        ranks = comm.ranks(group)
+        return g.chunk(len(ranks), dim)[ranks.index(comm.rank)].contiguous(), None, None, None, None
+
+
+def copy_to_region(x: torch.Tensor, comm: Communicator, group: str, name: str) -> torch.Tensor:
+    return x if comm.size(group) == 1 else _CopyToRegion.apply(x, comm, group, name)
+
+
+def reduce_from_region(x: torch.Tensor, comm: Communicator, group: str, name: str) -> torch.Tensor:
+    return x if comm.size(group) == 1 else _ReduceFromRegion.apply(x, comm, group, name)
+
+
+def all_reduce_sum(x: torch.Tensor, comm: Communicator, group: str, name: str) -> torch.Tensor:
+    return x if comm.size(group) == 1 else _AllReduceSum.apply(x, comm, group, name)
+
+
+def all_gather_sum(x: torch.Tensor, comm: Communicator, group: str, dim: int, name: str) -> torch.Tensor:
+    return x if comm.size(group) == 1 else _AllGatherSum.apply(x, comm, group, dim, name)
+
+
+def gather_from_region(x: torch.Tensor, comm: Communicator, group: str, dim: int, name: str) -> torch.Tensor:
+    return x if comm.size(group) == 1 else _GatherFromRegion.apply(x, comm, group, dim, name)
