@@ -1,6 +1,6 @@
 # One entry point. On a fresh machine:
 #   make workbook   run every notebook (papermill, into build/) and the CLI artefacts
-#   make test       the full test suite
+#   make test       ruff, then the full test suite
 #   make lab        JupyterLab on notebooks/
 # Each target builds .venv from requirements.lock (torch 2.13.0, CPU build) and makes
 # sure Graphviz's `dot` is installed.
@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.helix-installed
 
-.PHONY: workbook test lab dot clean
+.PHONY: workbook test lint lab dot clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: python >= 3.11 needed, found " + sys.version.split()[0])'
@@ -25,11 +25,16 @@ dot:
 workbook: $(STAMP) dot
 	$(PY) -m helixlib.workbook --out build
 
-test: $(STAMP) dot
+test: $(STAMP) dot lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# JupyterLab refuses to start as root unless told; say so rather than fail
 lab: $(STAMP) dot
-	$(VENV)/bin/jupyter lab notebooks/
+	@if [ "$$(id -u)" = 0 ]; then echo "running as root: starting JupyterLab with --allow-root"; fi
+	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean:
 	rm -rf build .pytest_cache

@@ -13,16 +13,16 @@ import time
 import torch
 from _machine import machine
 
-from helixlib.runtime.steps import helix_rank, timed_steps
+from helixlib.runtime.session import rank_session
+from helixlib.runtime.steps import timed_steps
 
 
 def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, repeats=5):
     from helixlib.runtime.verify import run_step
 
-    inputs = helix_rank(spec, rank, world, store_port)
-    result = timed_steps({"step": lambda: run_step(inputs, True)}, repeats)
-    torch.distributed.destroy_process_group()
-    return result
+    with rank_session(spec, rank, world, store_port=store_port) as s:
+        inputs = s.prepare()
+        return timed_steps({"step": lambda: run_step(inputs, True)}, repeats)
 
 
 def dense_step_seconds(model, repeats: int) -> float:

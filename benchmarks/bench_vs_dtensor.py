@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from _machine import machine
 from torch import nn
 
-from helixlib.runtime.steps import helix_rank, timed_steps
+from helixlib.runtime.session import rank_session
+from helixlib.runtime.steps import timed_steps
 
 
 class TorchBlock(nn.Module):
@@ -47,15 +48,19 @@ class TorchBlock(nn.Module):
 
 
 def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, repeats=20):
+    with rank_session(spec, rank, world, store_port=store_port) as s:
+        return _compare(s, s.prepare(), spec.model, world, repeats)
+
+
+def _compare(s, helix, m, world, repeats):
+    """Time helixlib's block (``helix``) and parallelize_module's TP block in the same ranks."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
     from helixlib.runtime.dense import TORCH_DTYPES, init_weights
     from helixlib.runtime.verify import run_step
 
-    m = spec.model
-    helix = helix_rank(spec, rank, world, store_port)
-    tp = TorchBlock(init_weights(m, spec.seed, TORCH_DTYPES[m.dtype]), m.head_dim, m.causal)
+    tp = TorchBlock(init_weights(m, s.spec.seed, TORCH_DTYPES[m.dtype]), m.head_dim, m.causal)
     parallelize_module(tp, init_device_mesh("cpu", (world,)), {
         "q": ColwiseParallel(), "k": ColwiseParallel(), "v": ColwiseParallel(), "o": RowwiseParallel(),
         "fc1": ColwiseParallel(), "fc2": RowwiseParallel()})
@@ -74,7 +79,6 @@ def rank_fn(spec, rank, world, local_rank=0, store_port=None, progress=None, rep
                          repeats)
     if result is not None:
         result["max_abs_diff"] = diff
-    torch.distributed.destroy_process_group()
     return result
 
 

@@ -18,16 +18,18 @@ from _machine import machine
 from helixlib.core.files import write_text_atomic
 from helixlib.core.units import table
 from helixlib.plan.partition import Partition
-from helixlib.validation.calibrate import FIT_HEADER, calibrate, fit_table
+from helixlib.validation.calibrate import calibrate
 from helixlib.validation.validate import Config, default_configs, error_rows, run_validation
 from helixlib.views.validate_views import (
     BYTES_HEADER,
     ERROR_HEADER,
+    FIT_HEADER,
     RANKING_HEADER,
     SPLITS,
     SUMMARY_HEADER,
     bytes_table,
     error_table,
+    fit_table,
     ranking_table,
     summary_table,
 )

@@ -9,12 +9,13 @@ import yaml
 from helpers import run_cli
 
 from helixlib import HelixInputError
-from helixlib.audit.checks import CHECKS, deployment_summary
-from helixlib.audit.claims import CLAIMS_FILE, Claim, Computed, judge, load_claims
+from helixlib.audit import CHECKS, CLAIMS_FILE, Claim, Computed, deployment_summary, judge, load_claims
+from helixlib.core.presets import DATA_DIR
 
-PLAN_MD = Path(__file__).resolve().parents[2] / "shared" / "seed" / "deployment_plan.md"
+PLAN_MD = DATA_DIR / "deployment_plan.md"  # the case study, stored verbatim
+SHARED_PLAN_MD = Path(__file__).resolve().parents[2] / "shared" / "seed" / "deployment_plan.md"
 
-# The verdicts this workbook reaches for ../shared/seed/deployment_plan.md (reviewed by hand;
+# The verdicts this workbook reaches for data/deployment_plan.md (reviewed by hand;
 # each is computed by the CLI below, and would change if a computation changed).
 EXPECTED = {
     "holds": [
@@ -81,9 +82,13 @@ def test_key_numbers_of_the_audit(cli_audit):
     assert v["risk.memory_overflow"]["computed"] > 1
 
 
+def test_the_stored_plan_is_the_case_study_verbatim():
+    if not SHARED_PLAN_MD.exists():
+        pytest.skip(f"{SHARED_PLAN_MD} is not beside this clone; the stored copy is checked where it is")
+    assert PLAN_MD.read_bytes() == SHARED_PLAN_MD.read_bytes()
+
+
 def test_claims_cover_every_section_of_the_plan():
-    if not PLAN_MD.exists():
-        pytest.skip(f"{PLAN_MD} is not here (it is in CI, beside the repository)")
     headings, fenced = [], False
     for line in PLAN_MD.read_text().splitlines():
         fenced ^= line.startswith("```")
@@ -153,9 +158,22 @@ def test_judge(compare, claimed, value, verdict):
      "claims[0] (a).colour: is not a claim field"),
     ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, compare: roughly}]",
      "claims[0] (a).compare: must be one of"),
-    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1}, {id: a, section: s, quote: q, check: model, claimed: 1}]",
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, args: {field: hidden}},"
+     " {id: a, section: s, quote: q, check: model, claimed: 1, args: {field: hidden}}]",
      "claims[1] (a).id: must be unique"),
     ("claims: 3", "claims: must be a mapping with a 'claims' list"),
+    ("claims: []", "claims: lists no claims"),
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, args: {field: hidden}, tolerance: abc}]",
+     "claims[0] (a).tolerance: must be a relative tolerance"),
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, args: {field: hidden}, tolerance: -1}]",
+     "claims[0] (a).tolerance: must be a relative tolerance"),
+    ("claims: [{id: [1, 2], section: s, quote: q, check: model, claimed: 1}]", "claims[0].id: must be a non-empty"),
+    ("claims: [{id: a, section: s, quote: q, check: [model], claimed: 1}]", "claims[0] (a).check: must be a non-empty"),
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, args: {field: bogus, colour: red}}]",
+     "claims[0] (a).args: do not fit check model"),
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1}]", "claims[0] (a).args: do not fit check model"),
+    ("claims: [{id: a, section: s, quote: q, check: model, claimed: 1, args: [field]}]",
+     "claims[0] (a).args: must be a mapping"),
 ])
 def test_bad_claims_files(tmp_path, claims, message):
     p = tmp_path / "c.yaml"
@@ -165,6 +183,27 @@ def test_bad_claims_files(tmp_path, claims, message):
     assert str(e.value).startswith(message)
     r = run_cli("audit", "--claims", str(p))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: {e.value}"]
+
+
+@pytest.mark.parametrize("check,args,message", [
+    ("model", "{field: bogus}", "args.field: must be one of"),
+    ("head_group", "{group: 99}", "args.group: must be an integer in 0..3"),
+    ("shape", "{step: no_such_step}", "args: rank 0 runs no step 'no_such_step'"),
+    ("shape", "{step: q_proj, rank: 99}", "args.rank: must be an integer in 0..15"),
+    ("shape", "{step: q_proj, part: weight, index: 7}", "args.index: must be an integer in 0..1"),
+])
+def test_claims_about_what_does_not_exist_are_errors(tmp_path, check, args, message):
+    """A claim on head group 99 (or an unknown field, step or rank) computes nothing: it is bad
+    input at audit time, one line, never a verdict."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"claims: [{{id: a.1, section: s, quote: q, check: {check}, compare: qualitative, args: {args}}}]")
+    r = run_cli("audit", "--claims", str(p))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and message in r.stderr, r.stderr
+
+
+def test_an_audit_that_selects_no_claim_is_an_error():
+    r = run_cli("audit", "--only", "zzz")
+    assert r.returncode == 2 and r.stderr.startswith("error: only: selects no claim") and "\n" not in r.stderr.strip()
 
 
 def test_missing_claims_file():

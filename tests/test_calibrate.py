@@ -9,10 +9,10 @@ import yaml
 from helpers import run_cli
 
 from helixlib import HelixInputError, Partition, build_plan, load_model
-from helixlib.estimate.alphabeta import bus_factor
 from helixlib.estimate.estimator import estimate
 from helixlib.estimate.hardware import cluster_from_dict, load_cluster
 from helixlib.estimate.roofline import elementwise_bandwidth
+from helixlib.plan import bus_factor
 from helixlib.validation.calibrate import build_preset, collective_fits, fit_alpha_beta, suite_for
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from helixlib import Partition, build_plan, factorisations
-from helixlib.plan.build import CommPoint, Op
+from helixlib.plan import CommPoint, Op
 from helixlib.plan.checks import ALL_CHECKS, run_checks
 from helixlib.plan.partition import OUTPUT_MODES, QK_MODES
 

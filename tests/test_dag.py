@@ -17,7 +17,7 @@ from helixlib.dag.graph import Edge, build_dag
 from helixlib.dag.render import comm_rows, dot_source, fmt_ranks, lanes_top_down
 from helixlib.dag.trace import check_drawn_equals_ran, dag_from_traces
 from helixlib.dag.views import model_view, stage_view
-from helixlib.plan.build import Op
+from helixlib.plan import Op
 from helixlib.plan.partition import OUTPUT_MODES, QK_MODES, SEGMENT_LOCAL
 from helixlib.runtime.simulate import simulate_ranks
 

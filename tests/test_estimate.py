@@ -7,7 +7,8 @@ import pytest
 from helpers import run_cli
 
 from helixlib import HelixInputError, Partition, build_plan, factorisations
-from helixlib.estimate.estimator import Options, divisors, estimate, memory_for_batch, model_flops_per_block
+from helixlib.core.numbers import divisors
+from helixlib.estimate.estimator import Options, estimate, memory_for_batch, model_flops_per_block
 from helixlib.estimate.hardware import load_cluster
 from helixlib.estimate.memory import stored_bytes
 from helixlib.estimate.workload import program_from_plan

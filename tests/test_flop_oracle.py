@@ -1,4 +1,4 @@
-"""FlopCounterMode, an independent oracle, against the Plan's FLOPs per op (REFERENCE §2)."""
+"""FlopCounterMode, an independent oracle, against the Plan's FLOPs per op."""
 
 import pytest
 

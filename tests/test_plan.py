@@ -65,7 +65,7 @@ def test_every_matrix_product_is_a_matmul_with_2mkn_flops(j44):
 
 
 def test_total_matmul_flops_equal_the_closed_form(big):
-    """REFERENCE §2: QKV 6LD², scores 2L²D, P·V 2L²D, out 2LD², MLP 4LDF, per sequence."""
+    """Per sequence (2 FLOPs per multiply-add): QKV 6LD², scores 2L²D, P·V 2L²D, out 2LD², MLP 4LDF, per sequence."""
     B, L, D, F = big.batch, big.seq_len, big.hidden, big.mlp_hidden
     closed = B * (6 * L * D * D + 2 * L * L * D + 2 * L * L * D + 2 * L * D * D + 4 * L * D * F)
     for n, m in factorisations(16):
@@ -100,7 +100,7 @@ def test_gather_qk_replaces_the_score_allreduce():
 
 
 def test_score_vs_qk_traffic_ratio_is_L_over_d(big):
-    """REFERENCE §1: scores / (Q and K) ≈ L/d per group."""
+    """Traffic of the two exact qk modes: scores / (Q and K) ≈ L/d per group."""
     rs = build_plan(big, Partition(4, 4)).collectives[0].elements
     qk = 2 * build_plan(big, Partition(4, 4, "gather_qk")).collectives[0].elements
     assert rs / qk == pytest.approx(big.seq_len / big.head_dim / 2)

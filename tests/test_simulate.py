@@ -1,9 +1,11 @@
 """The single-process simulation: the real partitioned block, every rank a thread."""
 
+import threading
+
 import pytest
 
 from helixlib import Partition, build_plan, factorisations
-from helixlib.plan import build as plan_mod
+from helixlib.plan import MAPPINGS
 from helixlib.plan.partition import OUTPUT_MODES, QK_MODES
 from helixlib.runtime.simulate import simulate, simulate_ranks
 from helixlib.runtime.verify import TOLERANCE
@@ -70,9 +72,34 @@ def test_a_failing_rank_surfaces_its_error(tiny, monkeypatch):
         simulate(build_plan(tiny, Partition(4, 4)))
 
 
-def test_mappings_table_matches_plan():
-    assert plan_mod.MAPPINGS["all_reduce_sum"] == ("all_reduce", "all_reduce")
-    assert plan_mod.MAPPINGS["reduce_from_region"] == ("all_reduce", None)
+@pytest.mark.parametrize("mapping", list(MAPPINGS))
+def test_each_mapping_calls_the_collectives_the_plan_table_names(mapping):
+    """Two simulated ranks apply one mapping forward and backward; the kinds their communicator
+    recorded must be the Plan's (forward, backward) pair for it."""
+    import torch
+
+    from helixlib.runtime.communicator import Rendezvous, ThreadCommunicator
+    from helixlib.runtime.mappings import FUNCTIONS
+
+    part, rv = Partition(1, 2), Rendezvous(10)
+    recorded = [None, None]
+
+    def rank(r):
+        comm = ThreadCommunicator(r, part, rv)
+        x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+        fn = FUNCTIONS[mapping]
+        y = fn(x, comm, "dim_segment", 1, "probe") if "gather" in mapping else fn(x, comm, "dim_segment", "probe")
+        y.sum().backward()
+        recorded[r] = [(c.phase, c.kind) for c in comm.trace.collectives]
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(20)
+    fwd, bwd = MAPPINGS[mapping]
+    want = [(p, k) for p, k in (("forward", fwd), ("backward", bwd)) if k is not None]
+    assert recorded[0] == recorded[1] == want
 
 
 def test_per_segment_softmax_is_wrong_and_summed_scores_are_right():

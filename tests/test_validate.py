@@ -5,7 +5,7 @@ numbers, one real measured configuration (bytes against the Plan), and the recor
 import pytest
 
 from helixlib import Partition, build_plan
-from helixlib.validation.calibrate import AlphaBetaFit, fit_table
+from helixlib.validation.calibrate import AlphaBetaFit
 from helixlib.validation.validate import (
     Config,
     cluster_of,
@@ -20,7 +20,7 @@ from helixlib.validation.validate import (
     spearman,
     verdict,
 )
-from helixlib.views.validate_views import bytes_table, error_table, ranking_table, summary_table
+from helixlib.views.validate_views import bytes_table, error_table, fit_table, ranking_table, summary_table
 
 
 def _result(model, part, measured, predicted):
@@ -116,7 +116,8 @@ def test_recorded_run_is_held_out_and_complete(recorded):
     calibration, held_out = default_configs(recorded["model"])
     assert [r["config"]["label"] for r in recorded["held_out"]] == [c.label for c in held_out]
     assert [r["config"]["label"] for r in recorded["calibration_configs"]] == [c.label for c in calibration]
-    assert len(summary_table(recorded)) == 3 and len(fit_table(recorded["calibration"]["collective_fits"])) == 12  # 3 kinds x 4 group sizes
+    assert len(summary_table(recorded)) == 3
+    assert len(fit_table(recorded["calibration"]["collective_fits"])) == 12  # 3 kinds x 4 group sizes
     meas = recorded["calibration"]["measurements"]
     cpu = cluster_of(recorded)  # the figures notebook 04 prints about the preset are the measured ones
     assert cpu.device.peak_flops("fp32") == max(g["flops"] / g["seconds"] for g in meas["gemm"] if g["dtype"] == "fp32")

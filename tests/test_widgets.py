@@ -3,9 +3,10 @@
 import pytest
 
 from helixlib import Partition, build_plan, load_model
-from helixlib.views import widgets
-from helixlib.estimate.estimator import Options, divisors, largest_micro_batch
+from helixlib.core.numbers import divisors
+from helixlib.estimate.estimator import Options, largest_micro_batch
 from helixlib.estimate.hardware import load_cluster
+from helixlib.views import widgets
 from helixlib.views.widgets import Explorer, explore, memory_html, time_html
 
 

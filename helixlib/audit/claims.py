@@ -16,18 +16,16 @@ and the verdicts follow the computations.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+import helixlib.audit.checks_cost  # noqa: F401 - registers the estimator, DAG and script checks
+import helixlib.audit.checks_plan  # noqa: F401 - registers the plan and run checks
+from helixlib.audit.context import AuditContext
+from helixlib.audit.registry import CHECKS, Computed, bind, call
 from helixlib.core.errors import HelixInputError, one_of
-from helixlib.core.presets import DATA_DIR
-from helixlib.core.units import table
+from helixlib.core.presets import DATA_DIR, read_yaml
 
 CLAIMS_FILE = DATA_DIR / "plan_claims.yaml"
 COMPARES = ("equal", "at_most", "at_least", "true", "qualitative")
@@ -49,15 +47,6 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Computed:
-    """What a check computed: the value, a one-line account of it, and (for checks that
-    decide themselves, like structural checks) a boolean verdict."""
-
-    value: object
-    detail: str
-
-
-@dataclass(frozen=True)
 class Verdict:
     claim: Claim
     computed: object
@@ -67,18 +56,17 @@ class Verdict:
 
     def to_dict(self) -> dict:
         c = self.claim
-        return {"id": c.id, "section": c.section, "quote": c.quote, "claimed": _plain(c.claimed),
-                "computed": _plain(self.computed), "verdict": self.verdict, "ratio": self.ratio,
+        return {"id": c.id, "section": c.section, "quote": c.quote, "claimed": plain(c.claimed),
+                "computed": plain(self.computed), "verdict": self.verdict, "ratio": self.ratio,
                 "explanation": self.explanation, "check": c.check, "args": c.args}
 
 
-def _plain(v):
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
+def plain(v):
+    """``v`` with tuples as lists and numpy scalars as Python numbers (JSON-able)."""
+    if isinstance(v, (tuple, list)):
+        return [plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: plain(x) for k, x in v.items()}
     if hasattr(v, "item"):
         return v.item()
     return v
@@ -101,7 +89,7 @@ def judge(claim: Claim, got: Computed) -> Verdict:
         if _number(value) and _number(claimed):
             ok = math.isclose(value, claimed, rel_tol=claim.tolerance)
         else:
-            ok = _plain(value) == _plain(claimed)
+            ok = plain(value) == plain(claimed)
     elif claim.compare == "at_most":
         ok = value <= claimed
     else:  # at_least
@@ -112,114 +100,88 @@ def judge(claim: Claim, got: Computed) -> Verdict:
     return Verdict(claim, value, "wrong", ratio, f"{got.detail}{why}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClaimsFile:
     context: dict
     claims: list[Claim]
     path: Path
 
 
+def _text(where: str, value) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
+        raise HelixInputError(where, "must be a non-empty string", value)
+    return str(value).strip()
+
+
+def _tolerance(where: str, value) -> float:
+    if not _number(value) or not 0 <= value < 1 or math.isnan(value):
+        raise HelixInputError(where, "must be a relative tolerance, a number in [0, 1)", value)
+    return float(value)
+
+
+def _claim(where: str, c) -> Claim:
+    if not isinstance(c, dict):
+        raise HelixInputError(where, "must be a mapping", c)
+    unknown = sorted(str(k) for k in set(c) - set(_CLAIM_FIELDS))
+    if unknown:
+        raise HelixInputError(f"{where}.{unknown[0]}", f"is not a claim field (known: {', '.join(_CLAIM_FIELDS)})")
+    for req in ("id", "section", "quote", "check"):
+        if c.get(req) in (None, ""):
+            raise HelixInputError(f"{where}.{req}", "is required")
+    cid, check = _text(f"{where}.id", c["id"]), _text(f"{where}.check", c["check"])
+    if check not in CHECKS:
+        raise HelixInputError(f"{where}.check", f"is not a known check (known: {', '.join(sorted(CHECKS))})", check)
+    compare = one_of(f"{where}.compare", c.get("compare", "equal"), COMPARES)
+    if compare in ("equal", "at_most", "at_least") and "claimed" not in c:
+        raise HelixInputError(f"{where}.claimed", f"is required for compare={compare}")
+    if compare in ("at_most", "at_least") and not _number(c["claimed"]):
+        raise HelixInputError(f"{where}.claimed", f"must be a number for compare={compare}", c["claimed"])
+    args = c.get("args") or {}
+    if not isinstance(args, dict):
+        raise HelixInputError(f"{where}.args", "must be a mapping", args)
+    bind(where, check, args)  # the arguments must fit the check's signature
+    claimed = c.get("claimed", True if compare == "true" else None)
+    return Claim(cid, _text(f"{where}.section", c["section"]), _text(f"{where}.quote", c["quote"]), check,
+                 compare, claimed, args, _tolerance(f"{where}.tolerance", c.get("tolerance", 0.01)),
+                 str(c.get("explain", "")).strip())
+
+
 def load_claims(path: str | Path | None = None) -> ClaimsFile:
     """Read and validate a claims file (one-line errors naming the claim and field)."""
-    from helixlib.audit.checks import CHECKS
-
     path = Path(path) if path else CLAIMS_FILE
-    if not path.exists():
-        raise HelixInputError("claims", "file does not exist", str(path))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise HelixInputError("claims", f"is not valid YAML ({str(exc).splitlines()[0]})", str(path)) from None
+    raw = read_yaml("claims", path)
     if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
         raise HelixInputError("claims", "must be a mapping with a 'claims' list", str(path))
+    if not raw["claims"]:
+        raise HelixInputError("claims", "lists no claims", str(path))
     context = raw.get("context") or {}
     if not isinstance(context, dict):
         raise HelixInputError("context", "must be a mapping", context)
     claims, seen = [], set()
     for i, c in enumerate(raw["claims"]):
-        where = f"claims[{i}]" + (f" ({c.get('id')})" if isinstance(c, dict) and c.get("id") else "")
-        if not isinstance(c, dict):
-            raise HelixInputError(where, "must be a mapping", c)
-        unknown = sorted(set(c) - set(_CLAIM_FIELDS))
-        if unknown:
-            raise HelixInputError(f"{where}.{unknown[0]}", f"is not a claim field (known: {', '.join(_CLAIM_FIELDS)})")
-        for req in ("id", "section", "quote", "check"):
-            if not c.get(req):
-                raise HelixInputError(f"{where}.{req}", "is required")
-        if c["id"] in seen:
-            raise HelixInputError(f"{where}.id", "must be unique", c["id"])
-        seen.add(c["id"])
-        if c["check"] not in CHECKS:
-            raise HelixInputError(f"{where}.check", f"is not a known check (known: {', '.join(sorted(CHECKS))})",
-                                  c["check"])
-        compare = one_of(f"{where}.compare", c.get("compare", "equal"), COMPARES)
-        if compare in ("equal", "at_most", "at_least") and "claimed" not in c:
-            raise HelixInputError(f"{where}.claimed", f"is required for compare={compare}")
-        if compare in ("at_most", "at_least") and not _number(c["claimed"]):
-            raise HelixInputError(f"{where}.claimed", f"must be a number for compare={compare}", c["claimed"])
-        args = c.get("args") or {}
-        if not isinstance(args, dict):
-            raise HelixInputError(f"{where}.args", "must be a mapping", args)
-        claimed = c.get("claimed", True if compare == "true" else None)
-        claims.append(Claim(c["id"], str(c["section"]), str(c["quote"]).strip(), c["check"], compare, claimed, args, float(c.get("tolerance", 0.01)), str(c.get("explain", "")).strip()))
+        where = f"claims[{i}]" + (f" ({c.get('id')})" if isinstance(c, dict) and isinstance(c.get("id"), str) else "")
+        claim = _claim(where, c)
+        if claim.id in seen:
+            raise HelixInputError(f"{where}.id", "must be unique", claim.id)
+        seen.add(claim.id)
+        claims.append(claim)
     return ClaimsFile(context, claims, path)
 
 
 def audit(claims: ClaimsFile, only: str | None = None, progress=None) -> list[Verdict]:
-    """Evaluate every claim (or those whose id starts with ``only``)."""
-    from helixlib.audit.checks import CHECKS, AuditContext
-
+    """Evaluate every claim (or those whose id starts with ``only``; selecting none is an error)."""
+    chosen = [c for c in claims.claims if not only or c.id.startswith(only)]
+    if not chosen:
+        raise HelixInputError("only", f"selects no claim (ids start with: "
+                                      f"{', '.join(sorted({c.id.split('.')[0] + '.' for c in claims.claims}))})", only)
     ctx = AuditContext(claims.context)
     out = []
-    for c in claims.claims:
-        if only and not c.id.startswith(only):
-            continue
+    for c in chosen:
         if progress:
             progress(c)
-        try:
-            got = CHECKS[c.check](ctx, **c.args)
-        except TypeError as exc:
-            raise HelixInputError(f"{c.id}.args", f"do not fit check {c.check} ({exc})", c.args) from None
-        out.append(judge(c, got))
+        out.append(judge(c, call(ctx, c.check, bind(c.id, c.check, c.args))))
     return out
 
 
 def summary(verdicts: list[Verdict]) -> dict[str, int]:
     return {v: sum(x.verdict == v for x in verdicts) for v in VERDICTS}
-
-
-def _fmt(v) -> str:
-    if _number(v):
-        return f"{v:.4g}"
-    text = json.dumps(_plain(v)) if not isinstance(v, str) else v
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def report(verdicts: list[Verdict]) -> str:
-    rows = [[v.claim.id, v.verdict, _fmt(v.claim.claimed), _fmt(v.computed),
-             "" if v.ratio is None else f"{v.ratio:.3g}"] for v in verdicts]
-    lines = [table(rows, ["claim", "verdict", "claimed", "computed", "ratio"]), ""]
-    for v in verdicts:
-        if v.verdict != "holds":
-            lines.append(f"- {v.claim.id} [{v.verdict}]: {v.explanation}")
-    s = summary(verdicts)
-    lines.append(f"\n{len(verdicts)} claims: " + ", ".join(f"{n} {k}" for k, n in s.items()))
-    return "\n".join(lines)
-
-
-def add_audit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--claims", default=None, help=f"claims file (default {CLAIMS_FILE.relative_to(DATA_DIR.parent)})")
-    p.add_argument("--only", default=None, help="audit only the claims whose id starts with this")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cmd_audit(a: argparse.Namespace) -> int:
-    claims = load_claims(a.claims)
-    log = None if a.json else (lambda c: print(f"[audit] {c.id}", file=sys.stderr, flush=True))
-    verdicts = audit(claims, a.only, log)
-    if a.json:
-        print(json.dumps({"claims_file": str(claims.path), "context": claims.context,
-                          "summary": summary(verdicts), "verdicts": [v.to_dict() for v in verdicts]}))
-    else:
-        print(report(verdicts))
-    return 0

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 
-from helixlib.commands.main import add_plan_args, plan_from_args
+from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
 from helixlib.core.errors import HelixInputError, positive_int
 from helixlib.core.files import write_text_atomic
-from helixlib.core.units import si, table
+from helixlib.core.presets import DEFAULT_RUN_MODEL
 from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
-from helixlib.runtime.run import Fault, RunResult, RunSpec
+from helixlib.runtime.run import Fault, RunSpec
+from helixlib.views.reports import run_report
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    add_plan_args(p, model="helix-tiny")
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_plan_args(p, model=DEFAULT_RUN_MODEL)
     p.add_argument("--backward", action="store_true", help="also run backward and check every gradient")
     p.add_argument("--seed", default="0", help="weights/input seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda under torchrun when available), cpu or cuda")
@@ -61,37 +61,7 @@ def spec_from_args(a: argparse.Namespace) -> RunSpec:
                    warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault))
 
 
-def format_result(r: RunResult) -> str:
-    """The run in a few lines and two tables: errors, collectives vs plan, timings, memory."""
-    s = r.spec
-    part = s["partition"]
-    lines = [f"{s['model']['name']} {part['head_groups']}x{part['dim_segments']} {part['qk_mode']}/{part['output']} "
-             f"{s['model']['dtype']}: {r.world_size} ranks, {r.backend} on {r.device}, "
-             f"{'forward+backward' if s['backward'] else 'forward'}"]
-    c = r.comparison
-    if c is not None:
-        bwd = f", backward {c.backward_error:.2e}" if c.backward_errors else ""
-        tol = f"{c.tolerance[0]:g}" + (f" / {c.tolerance[1]:g}" if c.backward_errors else "")
-        lines.append(f"max error vs dense (relative): forward {c.forward_error:.2e}{bwd}; tolerance {tol}"
-                     f" -> {'ok' if c.ok else 'FAIL'}")
-    lines.append(f"collectives_match: {str(r.collectives_match).lower()}"
-                 + ("" if r.collectives_match else "\n  " + "\n  ".join(r.mismatches[:4])))
-    t = r.traces
-    fwd = max(tr.timings.get("forward_s", 0) for tr in t)
-    bwd = max(tr.timings.get("backward_s", 0) for tr in t)
-    lines.append(f"start-up {r.timings.get('startup_s', 0):.2f} s, wall {r.timings.get('wall_s', 0):.2f} s; "
-                 f"slowest rank: forward {fwd * 1e3:.1f} ms" + (f", backward {bwd * 1e3:.1f} ms" if bwd else ""))
-    rows = [[name, f"{statistics.median(v) * 1e3:.3f}", f"{max(v) * 1e3:.3f}"] for name, v in r.op_seconds().items()]
-    lines += ["", table(rows, ["op (forward)", "median ms", "max ms"]), ""]
-    rows = [[c["name"], c["phase"], c["kind"], c["calls"], si(c["bytes"], "B"),
-             f"{statistics.median(c['seconds']) * 1e3:.3f}"] for c in r.collective_summary()]
-    lines += [table(rows, ["collective", "phase", "kind", "calls", "bytes (all calls)", "median ms"]), ""]
-    lines.append(f"peak memory per rank ({r.memory_kind}): "
-                 f"min {si(min(r.peak_memory_bytes), 'B')}, max {si(max(r.peak_memory_bytes), 'B')}")
-    return "\n".join(lines)
-
-
-def cmd_run(a: argparse.Namespace) -> int:
+def run(a: argparse.Namespace) -> int:
     spec = spec_from_args(a)
     in_torchrun = torchrun_env() is not None
     try:
@@ -103,9 +73,9 @@ def cmd_run(a: argparse.Namespace) -> int:
             result = launch_local(spec, a.start_method, timeout, log=log)
     except DistributedRunError as err:
         print(f"error: distributed run failed: {err}", file=sys.stderr)
-        return 1
+        return EXIT_CHECK_FAILED
     if result is None:  # a torchrun rank other than 0
-        return 0
+        return EXIT_OK
     if a.save:
         write_text_atomic(a.save, json.dumps(result.to_dict()))
     if a.json:
@@ -113,5 +83,5 @@ def cmd_run(a: argparse.Namespace) -> int:
         d.pop("traces")  # in --save; keep stdout readable
         print(json.dumps(d))
     else:
-        print(format_result(result))
-    return 0 if result.ok else 1
+        print(run_report(result))
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED

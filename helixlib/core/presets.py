@@ -20,6 +20,7 @@ from helixlib.core.errors import HelixInputError
 #: defaults shared by the commands, the audit and the explorer
 DEFAULT_MODEL = "helix-70b"  # the deployment plan's model
 DEFAULT_RUN_MODEL = "helix-tiny"  # what a real 16-process run on a CPU uses
+VALIDATION_MODEL = "helix-small"  # the CPU validation run and the benchmarks
 DEFAULT_CLUSTER = "dgx-a100"
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -93,3 +94,15 @@ def resolve_preset(field: str, name_or_path: str | Path, folder: Path, known=Non
             names = preset_names(folder) if known is None else known
             raise HelixInputError(field, f"unknown {what}; known: {', '.join(names)}", text)
     return path
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that writes ``str`` subclasses (the StrEnum names) as plain strings."""
+
+
+_Dumper.add_multi_representer(str, lambda dumper, value: dumper.represent_str(str(value)))
+
+
+def dump_yaml(data) -> str:
+    """``data`` as YAML text, keys in insertion order."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, deque
 
 from helixlib.dag.graph import Dag, Node, section_steps
-from helixlib.plan.build import Op, Plan
+from helixlib.plan import Op, Plan
 from helixlib.plan.checks import CheckResult
 
 MESH_GROUPS = ("dim_segment", "head_group", "world")
@@ -53,7 +53,8 @@ def check_nodes_labelled(dag: Dag) -> CheckResult:
     """Every node has a rank (an operator) or a group (a collective), and shapes on all its ports."""
     problems = [p for n in dag.nodes.values() for p in _node_problems(n)]
     return _issues("dag_nodes_have_shapes_and_ranks", problems,
-                   f"{dag.count('op')} operators on one rank each, {dag.count('comm')} communication nodes on mesh groups")
+                   f"{dag.count('op')} operators on one rank each, {dag.count('comm')} communication nodes on "
+                   "mesh groups")
 
 
 def check_edge_shapes(dag: Dag) -> CheckResult:

@@ -23,21 +23,16 @@ leaves no half-written file. Without ``dot`` the .dot files are written and the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helixlib.commands.main import add_plan_args, plan_from_args
-from helixlib.core.errors import HelixInputError
 from helixlib.core.files import write_bytes_atomic, write_text_atomic
 from helixlib.dag.checks import run_dag_checks
 from helixlib.dag.graph import Dag, build_dag
 from helixlib.dag.render import INSTALL_HINT, DotNotFound, dot_program, dot_source
 from helixlib.dag.views import model_view, stage_view
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 from helixlib.plan.checks import CheckResult
 
 FILES = ("mha_layer_0_partitioned", "mlp_layer_0_tensor_parallel", "complete_helix_model")
@@ -94,52 +89,3 @@ def write_dag_files(plan: Plan, out_dir: str | Path, formats: tuple[str, ...] = 
         return files, (f"Graphviz's `dot` is not on PATH, so only the .dot files were written; "
                        f"{INSTALL_HINT}, then render with:\n  " + "\n  ".join(commands))
     return files, None
-
-
-def add_dag_args(p: argparse.ArgumentParser) -> None:
-    add_plan_args(p)
-    p.add_argument("--out", default="build/dag", help="output folder (default build/dag)")
-    p.add_argument("--formats", default="svg,png", help=f"rendered formats, comma-separated, of {', '.join(FORMATS)}")
-    p.add_argument("--compact", action="store_true",
-                   help="draw one rank operator by operator, every other rank one node per stage")
-    p.add_argument("--rank", default="0", help="the rank drawn in full with --compact (default 0)")
-
-
-def _parse_formats(text: str) -> tuple[str, ...]:
-    fmts = tuple(f.strip() for f in text.split(",") if f.strip())
-    if any(f not in FORMATS for f in fmts):
-        raise HelixInputError("formats", f"must be a comma-separated list of {', '.join(FORMATS)}", text)
-    return fmts
-
-
-def _parse_rank(text: str, world_size: int) -> int:
-    try:
-        rank = int(text)
-    except ValueError:
-        rank = -1
-    if not 0 <= rank < world_size:
-        raise HelixInputError("rank", f"must be an integer in 0..{world_size - 1}", text)
-    return rank
-
-
-def cmd_dag(a: argparse.Namespace) -> int:
-    plan = plan_from_args(a)
-    formats, rank = _parse_formats(a.formats), _parse_rank(a.rank, plan.world_size)
-    files, missing_dot = write_dag_files(plan, a.out, formats, a.compact, rank)
-    if a.json:
-        json.dump({"files": [{"name": f.name, "nodes": len(f.graph.nodes), "edges": len(f.graph.edges),
-                              "drawn_nodes": len(f.view.nodes), "written": [str(p) for p in f.written],
-                              "checks": [c.to_dict() for c in f.checks]} for f in files]}, sys.stdout)
-        print()
-    else:
-        for f in files:
-            print(f"{f.name}: {len(f.graph.nodes)} nodes, {len(f.graph.edges)} edges "
-                  f"(drawn: {len(f.view.nodes)} nodes) -> {', '.join(p.name for p in f.written)}")
-            for c in f.checks:
-                print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
-        print(f"written to {Path(a.out)}")
-        if plan.world_size > 16 and not a.compact:
-            print("hint: --compact draws one rank operator by operator and the others one node per stage")
-    if missing_dot:
-        print(missing_dot, file=sys.stderr)
-    return 0 if all(f.ok for f in files) else 1

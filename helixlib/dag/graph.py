@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 
 from helixlib.core.errors import HelixInputError, one_of
-from helixlib.plan.build import CommPoint, Op, Plan
+from helixlib.plan import CommPoint, Op, Plan
 
 Shape = tuple[int, ...]
 

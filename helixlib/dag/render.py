@@ -26,7 +26,7 @@ import graphviz
 
 from helixlib.core.palette import rank_color, text_color
 from helixlib.dag.graph import Dag, Edge, Node
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 
 COLLECTIVE_FILL = "#1b1b1b"
 LANE_KINDS = ("op", "stage")  # nodes drawn in a rank's lane
@@ -124,7 +124,8 @@ def _cluster_label(plan: Plan, g: int, rank: int | None) -> str:
         sh = next(s for s in plan.shards if s.head_group == g)
         return f"head group {g}: heads {sh.heads[0]}-{sh.heads[1] - 1}"
     sh = plan.shards[rank]
-    return f"GPU {rank}  (g={sh.head_group}, s={sh.dim_segment})  head-dim columns [{sh.dim_slice[0]}, {sh.dim_slice[1]})"
+    return (f"GPU {rank}  (g={sh.head_group}, s={sh.dim_segment})  "
+            f"head-dim columns [{sh.dim_slice[0]}, {sh.dim_slice[1]})")
 
 
 def _columns(dag: Dag) -> dict[int, list[str]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from helixlib.dag.graph import Dag, DagBuilder, build_dag, tensor_shape
-from helixlib.plan.build import CommPoint, Op, Plan
+from helixlib.plan import CommPoint, Op, Plan
 from helixlib.plan.checks import CheckResult
 from helixlib.runtime.trace import CollectiveEvent, OpEvent, Trace
 

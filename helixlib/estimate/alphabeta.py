@@ -1,6 +1,6 @@
 """Time of one collective: α–β with NCCL bus factors, hierarchical when a group spans nodes.
 
-nccl-tests conventions (REFERENCE §3): ``S`` is the full buffer in bytes (the reduced
+nccl-tests conventions (NVIDIA nccl-tests, doc/PERFORMANCE.md): ``S`` is the full buffer in bytes (the reduced
 tensor, the gathered output, the reduce-scattered input; for all-to-all the per-rank
 send buffer), ``p`` the group size, and ``T = α + S·f/busbw`` with
 ``f = 2(p−1)/p`` (all-reduce) or ``(p−1)/p`` (all-gather, reduce-scatter, all-to-all).
@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from helixlib.estimate.hardware import Cluster
+from helixlib.plan.names import CollectiveKind, bus_factor
 
 
 class CommTime(NamedTuple):
@@ -46,22 +47,10 @@ class CommTime(NamedTuple):
     time_s: object
 
 
-def bus_factor(kind: str, p):
-    """nccl-tests bus factor f: a rank sends f·S bytes (ring algorithms)."""
-    p = np.asarray(p, dtype=float)
-    if kind == "all_reduce":
-        return 2 * (p - 1) / p
-    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
-        return (p - 1) / p
-    if kind == "send_recv":
-        return np.ones_like(p)
-    raise ValueError(f"unknown collective kind {kind!r}")
-
-
 def ring_steps(kind: str, p, nodes) -> tuple:
     """(steps, steps over the network) of a ring collective of p ranks on `nodes` nodes."""
     p, k = np.asarray(p, dtype=float), np.asarray(nodes, dtype=float)
-    per = 2 if kind == "all_reduce" else 1
+    per = 2 if kind == CollectiveKind.ALL_REDUCE else 1
     return per * (p - 1), per * (k - 1)
 
 
@@ -71,11 +60,11 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
     p_ = np.asarray(p, dtype=float)
     k = np.asarray(nodes, dtype=float)
     intra, inter = cluster.intra_node, cluster.inter_node
-    if kind == "all_to_all":
+    if kind == CollectiveKind.ALL_TO_ALL:
         local = p_ / k
         alpha = cluster.base_latency_s + np.where(k > 1, inter.hop_latency_s, intra.hop_latency_s)
         bw = np.maximum((local - 1) * (S / p_) / intra.bus_bandwidth, (p_ - local) * (S / p_) / inter.bus_bandwidth)
-    elif kind == "send_recv":
+    elif kind == CollectiveKind.SEND_RECV:
         alpha = cluster.base_latency_s + np.where(k > 1, inter.hop_latency_s, intra.hop_latency_s)
         bw = S / np.where(k > 1, inter.bus_bandwidth, intra.bus_bandwidth)
     else:
@@ -99,4 +88,5 @@ def _unwrap(x):
 
 def bus_bandwidth(cluster: Cluster, kind: str, nbytes, p, nodes):
     """The bus bandwidth the model predicts, nccl-tests style: ``S·f / T``."""
-    return np.asarray(nbytes, dtype=float) * bus_factor(kind, p) / collective_time(cluster, kind, nbytes, p, nodes).time_s
+    t = collective_time(cluster, kind, nbytes, p, nodes).time_s
+    return np.asarray(nbytes, dtype=float) * bus_factor(kind, p) / t

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helixlib.estimate.estimator import block_flops, divisors
+from helixlib.core.numbers import divisors
+from helixlib.core.presets import DEFAULT_CLUSTER, DEFAULT_MODEL
+from helixlib.estimate.estimator import block_flops
 from helixlib.estimate.hardware import Cluster, load_cluster
 from helixlib.estimate.memory import MemoryBreakdown, program_memory
 from helixlib.estimate.strategies import (
@@ -38,6 +40,7 @@ from helixlib.estimate.strategies import (
 )
 from helixlib.estimate.timing import program_timing
 from helixlib.estimate.workload import fuse_attention
+from helixlib.plan import QK_MODES, QkMode
 from helixlib.plan.model import DTYPE_BYTES, ModelConfig, load_model
 
 COLUMNS = ("model", "hardware", "strategy", "qk_mode", "head_groups", "dim_segments", "world_size", "seq_len",
@@ -51,7 +54,7 @@ def label(strategy: str, n: int, m: int, qk: str) -> str:
     return {"megatron_sp": "Megatron TP+SP", "ulysses": "Ulysses SP", "ring": "ring attention"}[strategy]
 
 
-def grid(models=("helix-70b",), hardware=("dgx-a100",), world_sizes=(16,), seq_lens=(None,), batches=(None,),
+def grid(models=(DEFAULT_MODEL,), hardware=(DEFAULT_CLUSTER,), world_sizes=(16,), seq_lens=(None,), batches=(None,),
          micro_batches=(1,), flash=(False,), recompute=(False,), training=(False,),
          strategies=STRATEGIES) -> dict[str, np.ndarray]:
     """Every combination of the axes as columns (``None``: the model's own value). ``models`` are preset
@@ -65,9 +68,9 @@ def grid(models=("helix-70b",), hardware=("dgx-a100",), world_sizes=(16,), seq_l
         B = cfg.batch if B is None else B
         for strategy in strategies:
             if strategy == "helix":
-                for n in (n for n in range(1, G + 1) if G % n == 0):
+                for n in divisors(G):
                     m = G // n
-                    for qk in (("reduce_scores",) if m == 1 else ("reduce_scores", "gather_qk")):
+                    for qk in ((QkMode.REDUCE_SCORES,) if m == 1 else QK_MODES):
                         rows.append((model, hw, strategy, qk, n, m, G, L, B, b, fl, rc, tr))
             else:
                 rows.append((model, hw, strategy, NO_QK, 1, 1, G, L, B, b, fl, rc, tr))
@@ -135,7 +138,7 @@ def _valid(strategy, s: Shapes, B, gpn):
 def _program(strategy, qk, s: Shapes, cluster, dtype_bytes, flash):
     gpn = cluster.gpus_per_node
     if strategy == "helix":
-        prog = helix_program(s, gpn, dtype_bytes, qk == "gather_qk")
+        prog = helix_program(s, gpn, dtype_bytes, qk == QkMode.GATHER_QK)
     else:
         prog = {"megatron_sp": megatron_sp_program, "ulysses": ulysses_program, "ring": ring_program}[strategy](
             s, gpn, dtype_bytes)

@@ -19,27 +19,23 @@ and prices them with ``helixlib.estimate.roofline`` and ``helixlib.estimate.alph
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, field
 
-from helixlib.commands.main import add_plan_args, plan_from_args
 from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.units import seconds, si, table
-from helixlib.estimate.hardware import Cluster, hardware_names, load_cluster
+from helixlib.core.numbers import divisors
+from helixlib.estimate.hardware import Cluster
 from helixlib.estimate.memory import MemoryBreakdown, program_memory
 from helixlib.estimate.timing import Timing, program_timing
 from helixlib.estimate.workload import Program, fuse_attention, program_from_plan
-from helixlib.plan.build import Plan, build_plan
+from helixlib.plan import Plan, QkMode, build_plan
 from helixlib.plan.model import ModelConfig
 
-DEFAULT_HARDWARE = "dgx-a100"
 FLASH_BLOCK = 128  # query rows per tile of a flash kernel
 
 
 def block_flops(B, L, D, F):
-    """Dense forward FLOPs of one block for B sequences (REFERENCE §2): per sequence QKV 6·L·D²,
+    """Dense forward FLOPs of one block for B sequences (2 FLOPs per multiply-add, as in Kaplan et al. 2020,
+    arXiv 2001.08361, and Narayanan et al. 2021, arXiv 2104.04473): per sequence QKV 6·L·D²,
     scores 2·L²·D, P·V 2·L²·D, out-proj 2·L·D², MLP 4·L·D·F (arrays allowed)."""
     return B * (8 * L * D * D + 4 * L * L * D + 4 * L * D * F)
 
@@ -47,10 +43,6 @@ def block_flops(B, L, D, F):
 def model_flops_per_block(model: ModelConfig, batch: int | None = None) -> int:
     """``block_flops`` of a model (its batch unless ``batch`` is given)."""
     return block_flops(model.batch if batch is None else batch, model.seq_len, model.hidden, model.mlp_hidden)
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ def largest_micro_batch(plan: Plan, cluster: Cluster, opts: Options) -> int | No
     return best
 
 
-@dataclass
+@dataclass(frozen=True)
 class Estimate:
     plan: Plan  # the whole batch
     cluster: Cluster
@@ -199,8 +191,7 @@ class Estimate:
         flops_fwd = sum(float(o.flops) for o in self.program.ops)
         return {
             "model": m.to_dict(),
-            "partition": {"head_groups": part.head_groups, "dim_segments": part.dim_segments,
-                          "qk_mode": part.qk_mode, "output": part.output},
+            "partition": part.to_dict(),
             "world_size": self.plan.world_size,
             "hardware": self.cluster.to_dict() | {"nodes": -(-self.plan.world_size // self.cluster.gpus_per_node)},
             "options": self.options.to_dict() | {"micro_batch": self.micro_batch, "micro_steps": self.micro_steps},
@@ -233,7 +224,8 @@ CONVENTIONS = {
     "per_model": "layers x per_layer; embeddings, loss, optimizer update excluded",
     "times": "no_overlap = compute + communication; perfect_overlap = max; dataflow = compute + exposed",
     "bandwidths": "per direction; busbw = bandwidth x efficiency",
-    "efficiency": "fraction of the dense matmul peak the FLOP side assumes (element-wise ops: vector peak / matmul peak)",
+    "efficiency": "fraction of the dense matmul peak the FLOP side assumes "
+                  "(element-wise ops: vector peak / matmul peak)",
 }
 
 
@@ -266,71 +258,8 @@ def estimate(plan: Plan, cluster: Cluster, training: bool = False, flash: bool =
     if not plan.partition.exact:
         notes.append(f"{plan.partition.qk_mode} is not attention (the partial scores are never summed): "
                      "this is what the wrong dataflow would cost")
-    if flash and plan.partition.qk_mode == "reduce_scores" and plan.partition.dim_segments > 1:
+    if flash and plan.partition.qk_mode == QkMode.REDUCE_SCORES and plan.partition.dim_segments > 1:
         notes.append(f"flash with partial scores: one score all-reduce per {flash_block} query rows, "
                      "and again in backward (hypothetical kernel, see helixlib.estimate.workload.fuse_attention)")
     return Estimate(plan, cluster, opts, micro, rank, prog, timing, memory,
                     largest_micro_batch(plan, cluster, opts) if search_micro_batch else None, notes)
-
-
-# ---- command line ------------------------------------------------------------------------
-
-
-def add_estimate_args(p: argparse.ArgumentParser) -> None:
-    add_plan_args(p)
-    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
-                   help=f"cluster preset or YAML file (default {DEFAULT_HARDWARE}; "
-                        f"known: {', '.join(hardware_names('cluster'))})")
-    p.add_argument("--training", action="store_true", help="a training step (forward + backward) instead of a forward")
-    p.add_argument("--flash", action="store_true", help="fused (flash) attention: no L x L tensor in memory")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute (keep only block inputs)")
-    p.add_argument("--micro-batch", default=None, help="sequences per micro-batch (must divide the batch)")
-    p.add_argument("--flash-block", default=str(FLASH_BLOCK), help=f"query rows per flash tile (default {FLASH_BLOCK})")
-
-
-def estimate_from_args(a: argparse.Namespace) -> Estimate:
-    plan = plan_from_args(a)
-    return estimate(plan, load_cluster(a.hardware), a.training, a.flash, a.recompute,
-                    None if a.micro_batch is None else positive_int("micro_batch", a.micro_batch),
-                    positive_int("flash_block", a.flash_block))
-
-
-def cmd_estimate(a: argparse.Namespace) -> int:
-    est = estimate_from_args(a)
-    if a.json:
-        json.dump(est.to_dict(), sys.stdout)
-        print()
-    else:
-        print(report(est))
-    return 0
-
-
-def report(est: Estimate) -> str:
-    """The estimate as text tables: ops, collectives, totals, memory."""
-    m, part, c = est.plan.model, est.plan.partition, est.cluster
-    o = est.options
-    mode = ("training" if o.training else "forward") + (" +flash" if o.flash else "") + (" +recompute" if o.recompute else "")
-    lines = [f"{m.name} {part.head_groups}x{part.dim_segments} {part.qk_mode} on {c.name} ({c.device.name}, "
-             f"{c.gpus_per_node} GPUs/node): {mode}, micro-batch {est.micro_batch} x {est.micro_steps}; "
-             f"rank {est.rank} shown", ""]
-    ops = [[r["name"], r["kind"], si(r["flops"], "FLOP"), si(r["bytes"], "B"), r["bound"],
-            f"{r['efficiency']:.2f}" if r["kind"] in ("matmul", "flash_attention") else "-",
-            seconds(r["forward_s"]), seconds(r["backward_s"]) if o.training else "-"] for r in est.op_rows()]
-    lines += [table(ops, ["op", "kind", "FLOPs", "bytes", "bound", "eff", "forward", "backward"]), ""]
-    comms = [[r["name"], r["kind"], r["run"], f"{r['group_size']}@{r['nodes']}n", si(r["bytes"], "B"), r["count"],
-              seconds(r["time_s"]), seconds(r["exposed_s"])] for r in est.collective_rows()]
-    lines += [table(comms, ["collective", "kind", "run", "ranks", "size", "calls", "time", "exposed"]), ""]
-    pl, pm = est.per_layer, est.per_model
-    rows = [[k.replace("_", " "), seconds(pl[k]), seconds(pm[k])] for k in pl]
-    lines += [table(rows, ["per step", "one layer", f"{m.layers} layers"]), ""]
-    mfu, share = est.mfu, est.communication_share
-    lines.append(f"MFU (dataflow): {mfu['dataflow']:.1%}   communication: {share['all_of_no_overlap_time']:.1%} of the "
-                 f"no-overlap time, {share['communication_over_compute']:.1%} of compute")
-    mem = est.memory
-    mrows = [[t, si(float(getattr(mem, t)), "B")] for t in MemoryBreakdown.TERMS]
-    mrows += [["total", si(float(mem.total), "B")], ["capacity", si(mem.capacity, "B")]]
-    lines += ["", table(mrows, ["memory per GPU", "bytes"]),
-              f"verdict: {'fits' if mem.fits else 'does NOT fit'}; largest micro-batch that fits: "
-              f"{est.largest_micro_batch if est.largest_micro_batch else 'none (even 1 sequence does not fit)'}"]
-    lines += [f"note: {n}" for n in est.notes]
-    return "\n".join(lines)

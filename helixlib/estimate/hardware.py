@@ -24,11 +24,10 @@ from pathlib import Path
 from helixlib.core import presets
 from helixlib.core.errors import HelixInputError, positive_int
 from helixlib.core.presets import HARDWARE_DIR
-from helixlib.plan.build import FLOPS_PER_ELEMENT
 from helixlib.plan.model import DTYPE_BYTES
+from helixlib.plan.names import ELEMENTWISE_KINDS, CollectiveKind
 
-COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
-ELEMENTWISE_KINDS = tuple(FLOPS_PER_ELEMENT)  # layernorm, softmax, gelu, add
+COLLECTIVE_KINDS = tuple(CollectiveKind)
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,8 @@ class Device:
 
     def peak_flops(self, dtype: str) -> float:
         if dtype not in self.matmul_flops:
-            raise HelixInputError("dtype", f"{self.name} has no matmul peak for it (has {', '.join(self.matmul_flops)})",
-                                  dtype)
+            raise HelixInputError("dtype", f"{self.name} has no matmul peak for it "
+                                           f"(has {', '.join(self.matmul_flops)})", dtype)
         return self.matmul_flops[dtype]
 
     @property

@@ -6,7 +6,7 @@ Per rank, for ``layers`` blocks of one Program (one micro-batch of ``b`` sequenc
   rows, W1 columns, W2 rows are split; LayerNorms and row-parallel biases replicated);
 * training states: gradients (β per parameter) and Adam: fp32 first and second
   moments (8 bytes) plus an fp32 master copy when weights are 16-bit (4 bytes) —
-  2 + 2 + 12 = 16 bytes per bf16 parameter (REFERENCE §4);
+  2 + 2 + 12 = 16 bytes per bf16 parameter (Rajbhandari et al., "ZeRO", arXiv 1910.02054, §3.1);
 * stored activations (training): what autograd keeps for each block (see
   ``helixlib.estimate.workload``); under full recompute only each block's input is kept, and one
   block's activations are rebuilt at a time during backward. Replicated tensors (the

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from helixlib.core.presets import DATA_DIR
 from helixlib.estimate.estimator import estimate
 from helixlib.estimate.hardware import Cluster
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan, QkMode
 
 SEED_SCRIPT = DATA_DIR / "seed_runtime_script.py"
 SEED_TERMS = {"qkv": ("mha_qkv",), "attention": ("mha_attn",), "fc1": ("mlp_fc1",), "fc2": ("mlp_fc2",)}
@@ -99,12 +99,13 @@ def corrections(plan: Plan, cluster: Cluster) -> list[Correction]:
          f"512 = h_g·d_s, 4 heads, d_s = 128 and F/G = {F // G} are one rank's share: dividing by {G} GPUs "
          f"again makes every term {G}x too small",
          **{k: 2 * v / peak for k, v in mac.items()})
-    scores_k = m.head_dim if part.qk_mode == "gather_qk" else d_s
+    scores_k = m.head_dim if part.qk_mode == QkMode.GATHER_QK else d_s
     step("Q, K and V", "mha_qkv is one projection; each rank runs three (Q, K and V) of the same shape",
          qkv=3 * 2 * mac["qkv"] / peak)
+    over = ("the full d after gathering Q and K" if scores_k == m.head_dim
+            else "d_s: partial scores, summed over the group (a collective, step 8)")
     step("scores and P·V",
-         f"Q·Kᵀ contracts over {'the full d after gathering Q and K' if scores_k == m.head_dim else 'd_s: partial scores, summed over the group (a collective, step 8)'}; "
-         "the attention term also needs P·V, the same size again",
+         f"Q·Kᵀ contracts over {over}; the attention term also needs P·V, the same size again",
          attention=None, scores=2 * B * h_g * L * scores_k * L / peak, attn_v=2 * mac["attention"] / peak)
     step("out-projection", "the block ends with the row-parallel out-projection [B·L, h_g·d_s]·[h_g·d_s, D]",
          out_proj=2 * B * L * h_g * d_s * D / peak)

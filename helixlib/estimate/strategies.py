@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from helixlib.estimate.workload import LSE_BYTES, WGRAD_OVERLAP, OpCost, Overlap, Program, ProgramBuilder
-from helixlib.plan.build import FLOPS_PER_ELEMENT
+from helixlib.plan import FLOPS_PER_ELEMENT, CollectiveKind, Comm, MeshDim, Phase
 
 FLOPS = FLOPS_PER_ELEMENT | {"add": 2}  # the Plan's per-element counts; the residual adds carry a bias: 2
 STRATEGIES = ("helix", "megatron_sp", "ulysses", "ring")
@@ -111,40 +111,42 @@ def helix_program(s: Shapes, gpus_per_node: int, dtype_bytes: int, gather_qk: bo
         P.matmul(f"{t}_proj", ["h1"], t, 1, T, D, w, bias=w)
     score = b * h_g * L * L
     if gather_qk:
-        for t in "qk":
-            P.comm(f"{t}_allgather", "all_gather", "dim_segment", m, seg, T * h_g * d * beta,
+        for t, name in (("q", Comm.Q_ALLGATHER), ("k", Comm.K_ALLGATHER)):
+            P.comm(name, CollectiveKind.ALL_GATHER, MeshDim.DIM_SEGMENT, m, seg, T * h_g * d * beta,
                    output=f"{t}_full", out_elements=T * h_g * d)
         P.matmul("scores", ["q_full", "k_full"], "s", b * h_g, L, d, L, weight=False)
     else:
         P.matmul("scores", ["q", "k"], "s_part", b * h_g, L, d_s, L, weight=False)
-        P.comm("scores_allreduce", "all_reduce", "dim_segment", m, seg, score * beta, output="s", out_elements=score)
+        P.comm(Comm.SCORES_ALLREDUCE, CollectiveKind.ALL_REDUCE, MeshDim.DIM_SEGMENT, m, seg, score * beta,
+               output="s", out_elements=score)
     P.elementwise("softmax", "softmax", ["s"], "p", score, FLOPS["softmax"])
     P.matmul("attn_v", ["p", "v"], "o", b * h_g, L, L, d_s, weight=False)
     P.matmul("out_proj", ["o"], "a_part", 1, T, w, D)
-    _world_all_reduce(P, "out_proj_allreduce", "a", T * D, G, world)
+    _world_all_reduce(P, Comm.OUT_PROJ_ALLREDUCE, "a", T * D, G, world)
     P.elementwise("residual1", "add", ["x", "a"], "x1", T * D, FLOPS["add"], params=D)
     P.elementwise("ln2", "layernorm", ["x1"], "h2", T * D, FLOPS["layernorm"], params=2 * D)
     P.matmul("fc1", ["h2"], "u", 1, T, D, f, bias=f)
     P.elementwise("gelu", "gelu", ["u"], "z", T * f, FLOPS["gelu"])
     P.matmul("fc2", ["z"], "y_part", 1, T, f, D)
-    _world_all_reduce(P, "fc2_allreduce", "y", T * D, G, world)
+    _world_all_reduce(P, Comm.FC2_ALLREDUCE, "y", T * D, G, world)
     P.elementwise("residual2", "add", ["x1", "y"], "out", T * D, FLOPS["add"], params=D)
     # backward, in the Plan's order: the conjugates of the copy-to-region points and the score reduction
-    _world_all_reduce(P, "fc1_input.backward", None, T * D, G, world, "backward")
+    _world_all_reduce(P, Comm.FC1_INPUT.backward(), None, T * D, G, world, Phase.BACKWARD)
     if gather_qk:
-        for t in "kq":
-            P.comm(f"{t}_allgather.backward", "reduce_scatter", "dim_segment", m, seg, T * h_g * d * beta,
-                   phase="backward")
+        for name in (Comm.K_ALLGATHER, Comm.Q_ALLGATHER):
+            P.comm(name.backward(), CollectiveKind.REDUCE_SCATTER, MeshDim.DIM_SEGMENT, m, seg,
+                   T * h_g * d * beta, phase=Phase.BACKWARD)
     else:
-        P.comm("scores_allreduce.backward", "all_reduce", "dim_segment", m, seg, score * beta, phase="backward")
-    _world_all_reduce(P, "qkv_input.backward", None, T * D, G, world, "backward")
+        P.comm(Comm.SCORES_ALLREDUCE.backward(), CollectiveKind.ALL_REDUCE, MeshDim.DIM_SEGMENT, m, seg,
+               score * beta, phase=Phase.BACKWARD)
+    _world_all_reduce(P, Comm.QKV_INPUT.backward(), None, T * D, G, world, Phase.BACKWARD)
     return P.build(communicators=(np.asarray(G) > 1).astype(int) + (np.asarray(m) > 1))
 
 
-def _world_all_reduce(P, name, output, elements, G, nodes, phase="forward"):
+def _world_all_reduce(P, name, output, elements, G, nodes, phase=Phase.FORWARD):
     ops = WGRAD_OVERLAP.get(name)
-    P.comm(name, "all_reduce", "world", G, nodes, elements * P.beta, phase=phase,
-           overlap=Overlap("backward", ops, 0.5) if ops else None, output=output,
+    P.comm(name, CollectiveKind.ALL_REDUCE, MeshDim.WORLD, G, nodes, elements * P.beta, phase=phase,
+           overlap=Overlap(Phase.BACKWARD, ops, 0.5) if ops else None, output=output,
            out_elements=elements if output else None)
 
 
@@ -160,12 +162,12 @@ def megatron_sp_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Prog
     P = ProgramBuilder(dtype_bytes)
     full = T * D * P.beta  # the gathered / reduce-scattered [b, L, D]
 
-    def gather(name, src, dst, phase="forward", overlap=None):
-        P.comm(name, "all_gather", "world", G, world, full, phase=phase, overlap=overlap,
+    def gather(name, src, dst, phase=Phase.FORWARD, overlap=None):
+        P.comm(name, CollectiveKind.ALL_GATHER, MeshDim.WORLD, G, world, full, phase=phase, overlap=overlap,
                output=dst, out_elements=T * D if dst else None)
 
-    def scatter(name, dst, phase="forward", overlap=None):
-        P.comm(name, "reduce_scatter", "world", G, world, full, phase=phase, overlap=overlap,
+    def scatter(name, dst, phase=Phase.FORWARD, overlap=None):
+        P.comm(name, CollectiveKind.REDUCE_SCATTER, MeshDim.WORLD, G, world, full, phase=phase, overlap=overlap,
                output=dst, out_elements=Ts * D if dst else None)
 
     P.tensor("x", Ts * D)
@@ -186,14 +188,14 @@ def megatron_sp_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Prog
     P.matmul("fc2", ["z"], "y_part", 1, T, f, D)
     scatter("fc2_reduce_scatter", "y")
     P.elementwise("residual2", "add", ["x1", "y"], "out", Ts * D, FLOPS["add"], params=D)
-    gather("fc2_reduce_scatter.backward", None, None, "backward")
-    mlp = Overlap("backward", ("fc1",), 1.0)
-    gather("fc1_input_regather", None, None, "backward", mlp)
-    scatter("fc1_input_allgather.backward", None, "backward", mlp)
-    gather("out_proj_reduce_scatter.backward", None, None, "backward")
-    qkv = Overlap("backward", ("q_proj", "k_proj", "v_proj"), 1.0)
-    gather("qkv_input_regather", None, None, "backward", qkv)
-    scatter("qkv_input_allgather.backward", None, "backward", qkv)
+    gather("fc2_reduce_scatter.backward", None, None, Phase.BACKWARD)
+    mlp = Overlap(Phase.BACKWARD, ("fc1",), 1.0)
+    gather("fc1_input_regather", None, None, Phase.BACKWARD, mlp)
+    scatter("fc1_input_allgather.backward", None, Phase.BACKWARD, mlp)
+    gather("out_proj_reduce_scatter.backward", None, None, Phase.BACKWARD)
+    qkv = Overlap(Phase.BACKWARD, ("q_proj", "k_proj", "v_proj"), 1.0)
+    gather("qkv_input_regather", None, None, Phase.BACKWARD, qkv)
+    scatter("qkv_input_allgather.backward", None, Phase.BACKWARD, qkv)
     return P.build(communicators=np.ones_like(np.asarray(G)))
 
 
@@ -219,11 +221,12 @@ def _sequence_parallel_program(s: Shapes, gpus_per_node: int, dtype_bytes: int, 
     P.matmul("fc2", ["z"], "y", 1, Ts, F, D)
     P.elementwise("residual2", "add", ["x1", "y"], "out", Ts * D, FLOPS["add"], params=D)
     layer = P.params * P.beta  # the whole layer's weights, gathered (ZeRO-3)
-    P.comm("weights_allgather", "all_gather", "world", G, world, layer, overlap=Overlap("forward", WHOLE_LAYER))
-    P.comm("weights_allgather.backward", "all_gather", "world", G, world, layer, phase="backward",
-           overlap=Overlap("backward", WHOLE_LAYER))
-    P.comm("grads_reduce_scatter", "reduce_scatter", "world", G, world, layer, phase="backward",
-           overlap=Overlap("backward", WHOLE_LAYER))
+    P.comm("weights_allgather", CollectiveKind.ALL_GATHER, MeshDim.WORLD, G, world, layer,
+           overlap=Overlap(Phase.FORWARD, WHOLE_LAYER))
+    P.comm("weights_allgather.backward", CollectiveKind.ALL_GATHER, MeshDim.WORLD, G, world, layer,
+           phase=Phase.BACKWARD, overlap=Overlap(Phase.BACKWARD, WHOLE_LAYER))
+    P.comm("grads_reduce_scatter", CollectiveKind.REDUCE_SCATTER, MeshDim.WORLD, G, world, layer, phase=Phase.BACKWARD,
+           overlap=Overlap(Phase.BACKWARD, WHOLE_LAYER))
     prog = P.build(communicators=np.ones_like(np.asarray(G)))
     # stored: a 1/G shard; staged: this layer's and the prefetched layer's gathered weights (+ its gradients)
     return replace(prog, weight_params=P.params / G, extra_buffer_bytes=prog.extra_buffer_bytes + 2 * layer,
@@ -236,8 +239,8 @@ def ulysses_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
     h, local = s.heads // G, s.tokens // G * s.hidden  # heads per rank; elements of one [b, L/G, D] tensor
 
     def attention(P, world):
-        def a2a(name, src, dst, phase="forward"):
-            P.comm(name, "all_to_all", "world", G, world, local * P.beta, phase=phase, output=dst,
+        def a2a(name, src, dst, phase=Phase.FORWARD):
+            P.comm(name, CollectiveKind.ALL_TO_ALL, MeshDim.WORLD, G, world, local * P.beta, phase=phase, output=dst,
                    out_elements=local if dst else None)
 
         for t in "qkv":
@@ -247,7 +250,7 @@ def ulysses_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
         P.matmul("attn_v", ["p", "v_heads"], "o_heads", b * h, L, L, d, weight=False)
         a2a("o_all_to_all", "o_heads", "o")
         for t in "oqkv":
-            a2a(f"{t}_all_to_all.backward", None, None, "backward")
+            a2a(f"{t}_all_to_all.backward", None, None, Phase.BACKWARD)
         return "o"
 
     return _sequence_parallel_program(s, gpus_per_node, dtype_bytes, attention)
@@ -268,10 +271,11 @@ def ring_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
         P.ops.append(OpCost("flash_attention", "flash_attention", ("q", "k", "v"), "o", 4 * rows * L * d, moved,
                             None, ("q", "k", "v", "o", "lse")))
         steps = G - 1
-        P.comm("kv_ring", "send_recv", "world", G, world, steps * 2 * chunk * beta, count=np.maximum(steps, 1),
-               overlap=Overlap("forward", ("flash_attention",)))
-        P.comm("kv_ring.backward", "send_recv", "world", G, world, 2 * steps * 2 * chunk * beta, phase="backward",
-               count=np.maximum(2 * steps, 1), overlap=Overlap("backward", ("flash_attention",)))
+        P.comm("kv_ring", CollectiveKind.SEND_RECV, MeshDim.WORLD, G, world, steps * 2 * chunk * beta,
+               count=np.maximum(steps, 1), overlap=Overlap(Phase.FORWARD, ("flash_attention",)))
+        P.comm("kv_ring.backward", CollectiveKind.SEND_RECV, MeshDim.WORLD, G, world, 2 * steps * 2 * chunk * beta,
+               phase=Phase.BACKWARD, count=np.maximum(2 * steps, 1),
+               overlap=Overlap(Phase.BACKWARD, ("flash_attention",)))
         return "o"
 
     prog = _sequence_parallel_program(s, gpus_per_node, dtype_bytes, attention)

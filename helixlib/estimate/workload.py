@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from helixlib.estimate.hardware import Cluster
-from helixlib.plan.build import CommPoint, Op, Plan
+from helixlib.plan import Comm, CommPoint, Op, Plan
 
 #: bytes of the fp32 row log-sum-exp a flash kernel keeps per (query, head)
 LSE_BYTES = 4
@@ -152,7 +152,7 @@ class ProgramBuilder:
 
 #: backward collectives that overlap with the weight-gradient half of the next op's backward
 #: (Megatron's async input-gradient all-reduce): collective name -> ops
-WGRAD_OVERLAP = {"qkv_input.backward": ("q_proj", "k_proj", "v_proj"), "fc1_input.backward": ("fc1",)}
+WGRAD_OVERLAP = {Comm.QKV_INPUT.backward(): ("q_proj", "k_proj", "v_proj"), Comm.FC1_INPUT.backward(): ("fc1",)}
 
 
 def program_from_plan(plan: Plan, rank: int, cluster: Cluster) -> Program:
@@ -215,12 +215,12 @@ def fuse_attention(prog: Program, seq_len, flash_block: int = 128) -> Program:
     chunks = float(chunks) if chunks.ndim == 0 else chunks
     forward, backward, extra = [], [], prog.extra_buffer_bytes
     for c in prog.forward_comms:
-        if c.name == "scores_allreduce":
+        if c.name == Comm.SCORES_ALLREDUCE:
             c = replace(c, count=chunks)
             extra = extra + np.where(np.asarray(c.p) > 1, 2 * c.bytes / chunks, 0.0)  # a group of one reduces nothing
-            backward.append(replace(c, name="scores_allreduce.flash_backward", phase="backward"))
+            backward.append(replace(c, name=f"{Comm.SCORES_ALLREDUCE}.flash_backward", phase="backward"))
         forward.append(c)
     for c in prog.backward_comms:
-        backward.append(replace(c, count=chunks) if c.name == "scores_allreduce.backward" else c)
+        backward.append(replace(c, count=chunks) if c.name == Comm.SCORES_ALLREDUCE.backward() else c)
     return replace(prog, ops=ops, forward_comms=forward, backward_comms=backward, sizes=sizes,
                    extra_buffer_bytes=extra, notes=prog.notes + ["flash attention (fused scores, softmax, P·V)"])

@@ -7,12 +7,14 @@ checklists map onto these names.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from helixlib.plan.build import CommPoint, Op, Plan
+from helixlib.plan.names import OutputMode
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def check_weights_partitioned(plan: Plan) -> CheckResult:
         "Wq/Wk/Wv columns, Wo rows": (_coverage([s.qkv_ranges for s in plan.shards], D), D),
         "W1 columns, W2 rows": (_coverage([[s.mlp_slice] for s in plan.shards], F), F),
     }
-    if plan.partition.output == "concat":
+    if plan.partition.output == OutputMode.CONCAT:
         parts["Wo columns"] = (_coverage([[s.out_columns] for s in plan.shards], D), D)
     bad = [k for k, ((lo, hi), _) in parts.items() if not lo == hi == 1]
     detail = "; ".join(f"{k}: {size} indices, owners {lo}..{hi}" for k, ((lo, hi), size) in parts.items())
@@ -83,7 +85,7 @@ def check_local_dims_sum(plan: Plan) -> CheckResult:
     m, D = plan.model, plan.model.hidden
     seg = sum(s.dim_slice[1] - s.dim_slice[0] for s in plan.shards if s.head_group == 0)
     heads = sum(s.heads[1] - s.heads[0] for s in plan.shards if s.dim_segment == 0)
-    qkv = sum(plan.op(r, "q_proj").output_shape[2] * plan.op(r, "q_proj").output_shape[3] for r in range(plan.world_size))
+    qkv = sum(math.prod(plan.op(r, "q_proj").output_shape[2:]) for r in range(plan.world_size))
     mlp = sum(plan.op(r, "fc1").output_shape[2] for r in range(plan.world_size))
     ok = seg == m.head_dim and heads == m.heads and qkv == D and mlp == m.mlp_hidden
     return CheckResult("local_dims_sum_to_global", ok,
@@ -123,7 +125,8 @@ def check_shapes_chain(plan: Plan) -> CheckResult:
                     problems.append(f"rank {r} {step.name}: {t} is {shapes.get(t)}, used as {s}")
             shapes[step.output] = step.output_shape
     return CheckResult("producer_consumer_shapes_match", not problems,
-                       f"{sum(len(p) for p in plan.programs)} steps" + ("; " + "; ".join(problems[:3]) if problems else ""))
+                       f"{sum(len(p) for p in plan.programs)} steps"
+                       + ("; " + "; ".join(problems[:3]) if problems else ""))
 
 
 def check_batch_sequence_preserved(plan: Plan) -> CheckResult:
@@ -148,7 +151,8 @@ def check_collective_groups(plan: Plan) -> CheckResult:
     legal = {dim: {tuple(g) for g in part.groups(dim)} for dim in ("dim_segment", "head_group", "world")}
     bad = [c.name for c in plan.collectives if c.ranks not in legal[c.group]]
     return CheckResult("collectives_on_mesh_groups", not bad,
-                       f"{len(plan.collectives)} collectives" + (f"; off-mesh: {bad[:3]}" if bad else ", all on mesh groups"))
+                       f"{len(plan.collectives)} collectives"
+                       + (f"; off-mesh: {bad[:3]}" if bad else ", all on mesh groups"))
 
 
 ALL_CHECKS = (

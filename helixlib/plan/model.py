@@ -1,6 +1,6 @@
 """Model configuration and the presets under ``data/models/``.
 
-Notation (REFERENCE §1): batch ``B``, sequence ``L``, hidden ``D``, heads ``H``,
+Notation: batch ``B``, sequence ``L``, hidden ``D``, heads ``H``,
 head dim ``d = D/H``, MLP width ``F``.
 """
 

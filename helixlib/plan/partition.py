@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from helixlib.core.errors import HelixInputError, one_of, positive_int
+from helixlib.core.numbers import factor_pairs
 from helixlib.plan.model import ModelConfig
+from helixlib.plan.names import MESH_DIM_NAMES, OUTPUT_MODES, QK_MODES, MeshDim, OutputMode, QkMode
 
-QK_MODES = ("reduce_scores", "gather_qk")  # the exact ways
-#: The deployment plan's literal reading: every segment takes its own softmax of its partial
-#: scores (scaled by 1/√d_s) and nothing is reduced. NOT exact — kept so the workbook can
-#: measure how wrong it is (``simulate`` / ``run`` report the error).
-SEGMENT_LOCAL = "segment_local"
-OUTPUT_MODES = ("allreduce", "concat")
-MESH_DIM_NAMES = ("head_group", "dim_segment")
+SEGMENT_LOCAL = QkMode.SEGMENT_LOCAL
+__all__ = ["MESH_DIM_NAMES", "OUTPUT_MODES", "QK_MODES", "SEGMENT_LOCAL", "Partition", "factorisations",
+           "valid_partitions"]
 
 
 @dataclass(frozen=True)
@@ -37,14 +35,36 @@ class Partition:
 
     head_groups: int  # n
     dim_segments: int  # m
-    qk_mode: str = "reduce_scores"
-    output: str = "allreduce"
+    qk_mode: QkMode = QkMode.REDUCE_SCORES
+    output: OutputMode = OutputMode.ALLREDUCE
 
     def __post_init__(self):
         object.__setattr__(self, "head_groups", positive_int("head_groups", self.head_groups))
         object.__setattr__(self, "dim_segments", positive_int("dim_segments", self.dim_segments))
-        one_of("qk_mode", self.qk_mode, QK_MODES + (SEGMENT_LOCAL,))
-        one_of("output", self.output, OUTPUT_MODES)
+        object.__setattr__(self, "qk_mode", QkMode(one_of("qk_mode", self.qk_mode, tuple(QkMode))))
+        object.__setattr__(self, "output", OutputMode(one_of("output", self.output, OUTPUT_MODES)))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (the inverse of :meth:`from_dict`)."""
+        return {"head_groups": self.head_groups, "dim_segments": self.dim_segments,
+                "qk_mode": str(self.qk_mode), "output": str(self.output)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Partition:
+        return cls(d["head_groups"], d["dim_segments"], d.get("qk_mode", QkMode.REDUCE_SCORES),
+                   d.get("output", OutputMode.ALLREDUCE))
+
+    @property
+    def label(self) -> str:
+        """``n x m``, as tables and rankings name a partition (``4x4``)."""
+        return f"{self.head_groups}x{self.dim_segments}"
+
+    def build_mesh(self, device_type: str):
+        """The ``(n, m)`` DeviceMesh named ``("head_group", "dim_segment")`` of an initialised
+        process group of n·m ranks (torchtitan's ``ParallelDims.build_mesh``)."""
+        from torch.distributed.device_mesh import init_device_mesh
+
+        return init_device_mesh(device_type, (self.head_groups, self.dim_segments), mesh_dim_names=MESH_DIM_NAMES)
 
     @property
     def exact(self) -> bool:
@@ -67,11 +87,11 @@ class Partition:
     def group_ranks(self, dim: str, rank: int) -> list[int]:
         """Ranks of ``rank``'s process group along mesh dim ``dim`` ("head_group", "dim_segment" or "world")."""
         g, s = self.coords(rank)
-        if dim == "dim_segment":  # same head group, every segment
+        if dim == MeshDim.DIM_SEGMENT:  # same head group, every segment
             return [self.rank(g, t) for t in range(self.dim_segments)]
-        if dim == "head_group":  # same segment, every head group
+        if dim == MeshDim.HEAD_GROUP:  # same segment, every head group
             return [self.rank(h, s) for h in range(self.head_groups)]
-        if dim == "world":
+        if dim == MeshDim.WORLD:
             return list(range(self.world_size))
         raise HelixInputError("group", "must be head_group, dim_segment or world", dim)
 
@@ -107,8 +127,7 @@ class Partition:
 
 def factorisations(world_size: int) -> list[tuple[int, int]]:
     """Every (n, m) with n·m = world_size, n ascending."""
-    G = positive_int("world_size", world_size)
-    return [(n, G // n) for n in range(1, G + 1) if G % n == 0]
+    return factor_pairs(positive_int("world_size", world_size))
 
 
 def valid_partitions(model: ModelConfig, world_size: int, **variants) -> list[Partition]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from helixlib.plan.model import ModelConfig
+from helixlib.plan.names import OutputMode
 from helixlib.plan.partition import Partition
 
 
@@ -65,7 +66,7 @@ def make_shards(model: ModelConfig, part: Partition) -> list[Shard]:
     for r in range(G):
         g, s = part.coords(r)
         out_cols = None
-        if part.output == "concat":
+        if part.output == OutputMode.CONCAT:
             w = model.hidden // G
             out_cols = (r * w, (r + 1) * w)
         shards.append(

@@ -45,9 +45,11 @@ class Communicator:
     def _record(self, fn, kind, t, group, name, phase, full_numel):
         ranks = self.ranks(group)
         self.before_collective(name, kind, ranks)
+        self.trace.sync()
         start = time.perf_counter()
         try:
             out = fn(t.contiguous(), group)
+            self.trace.sync()
         except PeerFailed:
             raise
         except Exception as exc:  # name the collective: "which one hung?" is the first question
@@ -115,7 +117,8 @@ class Rendezvous:
             slot[rank] = t.detach().clone()
             self._cond.notify_all()
             if not self._cond.wait_for(lambda: len(slot) == len(ranks) or self.failure, self.timeout):
-                self.fail(PeerFailed(f"rank {rank}: timed out after {self.timeout}s in {key[1]} on ranks {list(ranks)}"))
+                self.fail(PeerFailed(f"rank {rank}: timed out after {self.timeout}s in {key[1]} "
+                                     f"on ranks {list(ranks)}"))
             if self.failure is not None:
                 raise PeerFailed(f"rank {rank}: stopped, another rank failed: {self.failure}")
             out = [slot[r] for r in ranks]

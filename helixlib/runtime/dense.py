@@ -43,7 +43,8 @@ def init_weights(model: ModelConfig, seed: int = 0, dtype: torch.dtype = torch.f
     return {k: v.to(dtype) for k, v in w.items()}
 
 
-def init_input(model: ModelConfig, seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def init_input(model: ModelConfig, seed: int = 0,
+               dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, grad_out), both [B, L, D], identical on every rank that calls this with ``seed``."""
     gen = torch.Generator().manual_seed(seed + 1_000_003)
     shape = (model.batch, model.seq_len, model.hidden)

@@ -36,7 +36,8 @@ import traceback
 from pathlib import Path
 
 from helixlib.core.errors import HelixInputError, one_of
-from helixlib.plan.build import build_plan
+from helixlib.plan import build_plan
+from helixlib.runtime.communicator import CollectiveError, PeerFailed
 from helixlib.runtime.run import RunResult, RunSpec, rank_main
 
 START_METHODS = ("forkserver", "fork", "spawn")
@@ -79,8 +80,8 @@ def _rank_entry(rank_fn, spec: RunSpec, rank: int, world: int, port, messages, p
             time.sleep(0.005)
         result = rank_fn(spec, rank, world, local_rank=rank, store_port=port.value, progress=progress)
         messages.put(("done", rank, result))
-    except BaseException:  # noqa: BLE001 - everything goes to the launcher
-        messages.put(("error", rank, traceback.format_exc()))
+    except BaseException as exc:  # noqa: BLE001 - everything goes to the launcher
+        messages.put(("error", rank, (type(exc).__name__, traceback.format_exc())))
         sys.exit(1)
 
 
@@ -99,6 +100,7 @@ class _Ranks:
                       for r in range(self.world)]
         self.pids: dict[int, int] = {}
         self.errors: dict[int, str] = {}  # rank -> traceback
+        self.error_types: dict[int, str] = {}  # rank -> the exception's class name
         self.done: set[int] = set()
         self.result: RunResult | None = None
 
@@ -120,7 +122,8 @@ class _Ranks:
                 self.done.add(rank)
                 self.result = payload if rank == 0 else self.result
             elif kind == "error":
-                self.errors[rank] = payload.rstrip()
+                self.error_types[rank], tb = payload
+                self.errors[rank] = tb.rstrip()
 
     def crashed(self) -> list[int]:
         """Ranks whose process ended badly without sending a traceback."""
@@ -160,7 +163,8 @@ class _Ranks:
             r = crashed[0]
             head, tb = f"rank {r} died with exit code {self.procs[r].exitcode} (no traceback)", self.stack(r)
         else:
-            primary = [r for r, tb in self.errors.items() if "CollectiveError" not in tb.splitlines()[-1]]
+            # a collective failing because a peer went away is a consequence, not the cause
+            primary = [r for r in self.errors if self.error_types.get(r) not in _CONSEQUENCES]
             r = (primary or list(self.errors))[0]
             tb = self.errors[r]
             head = f"rank {r} failed: {tb.splitlines()[-1]}"
@@ -193,6 +197,10 @@ class _Ranks:
                 p.join(5)
         self.messages.close()
         shutil.rmtree(self.stack_dir, ignore_errors=True)
+
+
+#: exception classes a rank raises when another rank failed first
+_CONSEQUENCES = {CollectiveError.__name__, PeerFailed.__name__}
 
 
 def _innermost_frame(dump: str) -> str:

@@ -1,7 +1,8 @@
 """The partitioned pre-LN block on one rank (g, s), built from the Plan's shards.
 
-Reads like the maths of REFERENCE §1 (B batch, L sequence, D hidden, h_g = H/n heads
-of this group, d head dim, d_s = d/m this rank's segment, F_r = F/G)::
+Reads like the maths (B batch, L sequence, D hidden, h_g = H/n heads of this group, d head
+dim, d_s = d/m this rank's segment, F_r = F/G; column/row parallel as in Megatron-LM, Shoeybi
+et al. 2019, arXiv 1909.08053)::
 
     h1 = LN1(x)                                     x, h1: [B, L, D], replicated
     q, k, v = h1 @ W{q,k,v}[:, cols] + b            [B, L, h_g, d_s]  ColumnParallel
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helixlib.plan.build import Plan
+from helixlib.plan import Comm, MeshDim, OutputMode, Plan, QkMode
 from helixlib.plan.shards import slice_weight
 from helixlib.runtime.communicator import Communicator
 from helixlib.runtime.dense import WEIGHT_NAMES
@@ -64,16 +65,30 @@ class RowParallelLinear(nn.Module):
     replicated bias is returned, not added (Megatron's ``skip_bias_add``), so it is added
     once, after the reduction, fused with the residual."""
 
-    def __init__(self, weight, bias, name: str, comm: Communicator, trace: Trace):
+    def __init__(self, weight, bias, name: str, reduce: Comm, comm: Communicator, trace: Trace):
         super().__init__()
         self.weight = nn.Parameter(weight.clone())  # [K_r, N]
         self.bias = nn.Parameter(bias.clone())  # [N], replicated
-        self.name, self.comm, self.trace = name, comm, trace
+        self.name, self.reduce, self.comm, self.trace = name, reduce, comm, trace
 
     def forward(self, x):
         with self.trace.op(self.name):
             partial = x @ self.weight
-        return reduce_from_region(partial, self.comm, "world", f"{self.name}_allreduce"), self.bias
+        return reduce_from_region(partial, self.comm, MeshDim.WORLD, self.reduce), self.bias
+
+
+class GatheredColumnParallelLinear(ColumnParallelLinear):
+    """The plan's concat out-projection: ``x @ W[:, cols_r] + b[cols_r]`` on the gathered heads,
+    then an all-gather of the column blocks. x [..., D] replicated -> ([..., D] replicated, None):
+    the same return as :class:`RowParallelLinear` (the bias is already in)."""
+
+    def __init__(self, weight, bias, name: str, comm: Communicator, trace: Trace):
+        super().__init__(weight, bias, name, trace)
+        self.comm = comm
+
+    def forward(self, x):
+        a = super().forward(x)  # [..., D/G]
+        return gather_from_region(a, self.comm, MeshDim.WORLD, a.dim() - 1, Comm.OUT_ALLGATHER), None
 
 
 class HelixAttention(nn.Module):
@@ -93,38 +108,34 @@ class HelixAttention(nn.Module):
             setattr(self, f"{t}_proj", ColumnParallelLinear(
                 slice_weight(f"W{t}", w[f"W{t}"], shard), slice_weight(f"b{t}", w[f"b{t}"], shard), f"{t}_proj", trace))
         wo, bo = slice_weight("Wo", w["Wo"], shard), slice_weight("bo", w["bo"], shard)
-        if self.output == "concat":
-            self.out_proj = ColumnParallelLinear(wo, bo, "out_proj", trace)
+        if self.output == OutputMode.CONCAT:
+            self.out_proj = GatheredColumnParallelLinear(wo, bo, "out_proj", comm, trace)
         else:
-            self.out_proj = RowParallelLinear(wo, bo, "out_proj", comm, trace)
+            self.out_proj = RowParallelLinear(wo, bo, "out_proj", Comm.OUT_PROJ_ALLREDUCE, comm, trace)
 
     def forward(self, x, h1):
         """x: block input (for the residual), h1 = LN1(x); both [B, L, D]. Returns x1 [B, L, D]."""
         B, L, _ = h1.shape
         c, op = self.comm, self.trace.op
-        h1 = copy_to_region(h1, c, "world", "qkv_input")
+        h1 = copy_to_region(h1, c, MeshDim.WORLD, Comm.QKV_INPUT)
         q, k, v = (proj(h1).view(B, L, self.h_g, self.d_s) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        if self.qk_mode == "gather_qk":
-            q = all_gather_sum(q, c, "dim_segment", 3, "q_allgather")  # [B, L, h_g, d]
-            k = all_gather_sum(k, c, "dim_segment", 3, "k_allgather")
+        if self.qk_mode == QkMode.GATHER_QK:
+            q = all_gather_sum(q, c, MeshDim.DIM_SEGMENT, 3, Comm.Q_ALLGATHER)  # [B, L, h_g, d]
+            k = all_gather_sum(k, c, MeshDim.DIM_SEGMENT, 3, Comm.K_ALLGATHER)
         with op("scores"):
             s = torch.einsum("blhd,bmhd->bhlm", q, k)  # [B, h_g, L, L], partial if reduce_scores
-        if self.qk_mode == "reduce_scores":
-            s = all_reduce_sum(s, c, "dim_segment", "scores_allreduce")
+        if self.qk_mode == QkMode.REDUCE_SCORES:
+            s = all_reduce_sum(s, c, MeshDim.DIM_SEGMENT, Comm.SCORES_ALLREDUCE)
         with op("softmax"):
             p = scaled_softmax(s, self.scale, self.causal)
         with op("attn_v"):
             o = torch.einsum("bhlm,bmhd->blhd", p, v)  # [B, L, h_g, d_s]: exact per segment
-        if self.output == "concat":
-            o = all_gather_sum(o, c, "dim_segment", 3, "o_gather_segments")  # [B, L, h_g, d]
-            o = all_gather_sum(o, c, "head_group", 2, "o_gather_groups")  # [B, L, H, d]
-            a = self.out_proj(o.reshape(B, L, -1))  # [B, L, D/G]
-            a = gather_from_region(a, c, "world", 2, "out_allgather")  # [B, L, D]
-            with op("residual1"):
-                return x + a
-        a, bo = self.out_proj(o.reshape(B, L, -1))
+        if self.output == OutputMode.CONCAT:
+            o = all_gather_sum(o, c, MeshDim.DIM_SEGMENT, 3, Comm.O_GATHER_SEGMENTS)  # [B, L, h_g, d]
+            o = all_gather_sum(o, c, MeshDim.HEAD_GROUP, 2, Comm.O_GATHER_GROUPS)  # [B, L, H, d]
+        a, bo = self.out_proj(o.reshape(B, L, -1))  # [B, L, D] in both modes; bo: None once added
         with op("residual1"):
-            return x + (a + bo)
+            return x + a if bo is None else x + (a + bo)
 
 
 class HelixMLP(nn.Module):
@@ -134,11 +145,13 @@ class HelixMLP(nn.Module):
         super().__init__()
         shard = plan.shards[rank]
         self.comm, self.trace = comm, trace
-        self.fc1 = ColumnParallelLinear(slice_weight("W1", w["W1"], shard), slice_weight("b1", w["b1"], shard), "fc1", trace)
-        self.fc2 = RowParallelLinear(slice_weight("W2", w["W2"], shard), w["b2"], "fc2", comm, trace)
+        self.fc1 = ColumnParallelLinear(slice_weight("W1", w["W1"], shard), slice_weight("b1", w["b1"], shard),
+                                        "fc1", trace)
+        self.fc2 = RowParallelLinear(slice_weight("W2", w["W2"], shard), w["b2"], "fc2", Comm.FC2_ALLREDUCE,
+                                     comm, trace)
 
     def forward(self, x1, h2):
-        h2 = copy_to_region(h2, self.comm, "world", "fc1_input")
+        h2 = copy_to_region(h2, self.comm, MeshDim.WORLD, Comm.FC1_INPUT)
         u = self.fc1(h2)  # [B, L, F/G]
         with self.trace.op("gelu"):
             z = F.gelu(u)

@@ -1,7 +1,7 @@
 """Paired collectives as autograd Functions (Megatron ``tensor_parallel/mappings.py``).
 
 Each mapping states its forward collective and the backward that the graph around
-it needs (REFERENCE §1):
+it needs (Shoeybi et al., "Megatron-LM", arXiv 1909.08053, §3: the f and g operators):
 
 ============================  ==================  ===================
 mapping                       forward             backward
@@ -19,7 +19,8 @@ row-parallel out-projection and FC2); ``all_reduce_sum`` when a rank-local op fo
 ``all_gather_sum`` likewise when rank-local ops consume the gathered tensor (their
 gradients are partial and must be summed), ``gather_from_region`` when the consumer is
 replicated. A group of one rank makes every mapping the identity. The table is the
-same one the Plan uses (``helixlib.plan.build.MAPPINGS``).
+same one the Plan uses (``helixlib.plan.names.MAPPINGS``); ``FUNCTIONS`` maps each of its
+names to the function here, and a test runs every one against the table.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from __future__ import annotations
 import torch
 from torch.autograd import Function
 
+from helixlib.plan import Mapping
 from helixlib.runtime.communicator import Communicator
 
 
 class _CopyToRegion(Function):
+    """f: forward identity; backward all-reduce of the input gradient over the group."""
+
     @staticmethod
     def forward(ctx, x, comm, group, name):
         ctx.args = comm, group, name
@@ -43,6 +47,8 @@ class _CopyToRegion(Function):
 
 
 class _ReduceFromRegion(Function):
+    """g: forward all-reduce (sum) over the group; backward identity (what follows is replicated)."""
+
     @staticmethod
     def forward(ctx, x, comm, group, name):
         return comm.all_reduce(x, group, name, "forward")
@@ -53,6 +59,8 @@ class _ReduceFromRegion(Function):
 
 
 class _AllReduceSum(Function):
+    """Forward all-reduce of partial sums; backward all-reduce (what follows is rank-local)."""
+
     @staticmethod
     def forward(ctx, x, comm, group, name):
         ctx.args = comm, group, name
@@ -65,6 +73,8 @@ class _AllReduceSum(Function):
 
 
 class _AllGatherSum(Function):
+    """Forward all-gather along ``dim``; backward reduce-scatter (the gathered tensor feeds rank-local ops)."""
+
     @staticmethod
     def forward(ctx, x, comm, group, dim, name):
         ctx.args = comm, group, dim, name
@@ -77,6 +87,8 @@ class _AllGatherSum(Function):
 
 
 class _GatherFromRegion(Function):
+    """Forward all-gather along ``dim``; backward keeps this rank's chunk (what follows is replicated)."""
+
     @staticmethod
     def forward(ctx, x, comm, group, dim, name):
         ctx.args = comm, group, dim
@@ -107,3 +119,13 @@ def all_gather_sum(x: torch.Tensor, comm: Communicator, group: str, dim: int, na
 
 def gather_from_region(x: torch.Tensor, comm: Communicator, group: str, dim: int, name: str) -> torch.Tensor:
     return x if comm.size(group) == 1 else _GatherFromRegion.apply(x, comm, group, dim, name)
+
+
+#: mapping name (``helixlib.plan.names.Mapping``) -> the function applying it
+FUNCTIONS = {
+    Mapping.COPY_TO_REGION: copy_to_region,
+    Mapping.REDUCE_FROM_REGION: reduce_from_region,
+    Mapping.ALL_REDUCE_SUM: all_reduce_sum,
+    Mapping.ALL_GATHER_SUM: all_gather_sum,
+    Mapping.GATHER_FROM_REGION: gather_from_region,
+}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 from helixlib.runtime.communicator import Rendezvous, ThreadCommunicator
 from helixlib.runtime.trace import Trace
 from helixlib.runtime.verify import Comparison, RankOutput, compare, dense_reference, run_rank

@@ -39,38 +39,3 @@ def timed_steps(steps: dict, repeats: int, warmup: int = 1, span: bool = False) 
     if dist.get_rank() != 0:
         return None
     return {name: statistics.median(v) for name, v in times.items()}
-
-
-def cpu_rank_threads(threads_per_rank: int | None, local_ranks: int, cores: int | None) -> int:
-    """Intra-op threads of one CPU rank: as asked, else the cores shared out (at least 1)."""
-    return threads_per_rank or max(1, (cores or 1) // local_ranks)
-
-
-def start_cpu_rank(spec, rank: int, world: int, store_port: int | None):
-    """In a launched CPU rank: threads as the run sets them, the gloo process group and the
-    ``(n, m)`` DeviceMesh. Returns the mesh (the caller destroys the process group)."""
-    import os
-
-    from torch.distributed.device_mesh import init_device_mesh
-
-    from helixlib.plan.partition import MESH_DIM_NAMES
-    from helixlib.runtime.run import init_process_group
-
-    torch.set_num_threads(cpu_rank_threads(spec.threads_per_rank, world, os.cpu_count()))
-    init_process_group(torch.device("cpu"), rank, world, spec.collective_timeout_s, store_port)
-    part = spec.partition
-    return init_device_mesh("cpu", (part.head_groups, part.dim_segments), mesh_dim_names=MESH_DIM_NAMES)
-
-
-def helix_rank(spec, rank: int, world: int, store_port: int | None):
-    """In a launched CPU rank: :func:`start_cpu_rank`, then this rank's partitioned block
-    (weights, input and output gradient) for ``spec`` — ``helixlib.runtime.verify.RankInputs``,
-    ready for ``run_step``. The caller destroys the process group."""
-    from helixlib.plan.build import build_plan
-    from helixlib.runtime.communicator import TorchCommunicator
-    from helixlib.runtime.trace import Trace
-    from helixlib.runtime.verify import prepare_rank
-
-    mesh = start_cpu_rank(spec, rank, world, store_port)
-    return prepare_rank(build_plan(spec.model, spec.partition), rank,
-                        TorchCommunicator(rank, spec.partition, mesh, Trace(rank)), spec.model.dtype, spec.seed)

@@ -7,6 +7,7 @@ with :meth:`helixlib.plan.build.Collective.signature`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -40,11 +41,20 @@ class OpEvent:
 
 @dataclass
 class Trace:
+    """What one rank ran. ``synchronize`` (``torch.cuda.synchronize`` on a GPU, else None) is
+    called before and after every timed op and collective, so a GPU's times are kernel times,
+    not launch times (CUDA kernels and NCCL calls return before the work is done)."""
+
     rank: int
     collectives: list[CollectiveEvent] = field(default_factory=list)
     ops: list[OpEvent] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # forward_s, backward_s, total_s
     peak_memory_bytes: int | None = None
+    synchronize: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def sync(self) -> None:
+        if self.synchronize is not None:
+            self.synchronize()
 
     def clear(self) -> None:
         """Forget everything recorded (between warm-up and timed steps)."""
@@ -57,11 +67,13 @@ class Trace:
 
     @contextmanager
     def op(self, name: str, phase: str = "forward"):
-        """Time one operator (the caller synchronises the device first when it matters)."""
+        """Time one operator (with the device synchronised on both sides, see the class)."""
+        self.sync()
         start = time.perf_counter()
         try:
             yield
         finally:
+            self.sync()
             self.ops.append(OpEvent(name, phase, time.perf_counter() - start, start))
 
     def signatures(self, phase: str | None = None) -> list[tuple]:
@@ -69,6 +81,7 @@ class Trace:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("synchronize")
         for c, ev in zip(d["collectives"], self.collectives):
             c["ranks"] = list(ev.ranks)
             c["bytes"] = ev.bytes

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 from helixlib.plan.shards import slice_weight
 from helixlib.runtime.communicator import Communicator
 from helixlib.runtime.dense import TORCH_DTYPES, WEIGHT_NAMES, dense_block, init_input, init_weights

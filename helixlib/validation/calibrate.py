@@ -20,24 +20,20 @@ and how it was measured. Fields the run cannot measure say so (flash attention, 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import functools
 import os
 import platform
 import statistics
-import sys
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
 
-from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.files import write_text_atomic
+from helixlib.core.errors import HelixInputError
 from helixlib.core.presets import HARDWARE_DIR
-from helixlib.estimate.alphabeta import bus_factor
 from helixlib.estimate.hardware import cluster_from_dict
-from helixlib.plan.model import DTYPE_BYTES, ModelConfig
+from helixlib.plan import bus_factor
+from helixlib.plan.model import ModelConfig
 from helixlib.validation.microbench import Suite, microbench_rank
 
 DEFAULT_OUT = HARDWARE_DIR / "cpu-local.yaml"
@@ -215,61 +211,3 @@ def calibrate(ranks: int = 16, dtypes: tuple[str, ...] = ("fp32", "fp64"), quick
     preset = build_preset(meas, fits, suite, machine, name)
     cluster_from_dict(preset)  # what we write must load
     return Calibration(suite, meas, fits, machine, preset)
-
-
-# ---- command line --------------------------------------------------------------------------
-
-
-def add_calibrate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"preset file to write (default {DEFAULT_OUT})")
-    p.add_argument("--ranks", default="16", help="ranks sharing the cores, as the run starts them (default 16)")
-    p.add_argument("--dtypes", default="fp32,fp64", help="matmul / element-wise dtypes (default fp32,fp64)")
-    p.add_argument("--quick", action="store_true", help="a small table (a few seconds of measuring, for tests)")
-    p.add_argument("--name", default=None, help="preset name (default: the file name)")
-
-
-def _dtypes(text: str) -> tuple[str, ...]:
-    dtypes = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [t for t in dtypes if t not in DTYPE_BYTES]
-    if not dtypes or bad:
-        raise HelixInputError("dtypes", f"must be a comma-separated list of {', '.join(DTYPE_BYTES)}", text)
-    return dtypes
-
-
-FIT_HEADER = ["collective", "p", "alpha", "bus bandwidth", "mean |err| of fit", "max |err| of fit"]
-
-
-def fit_table(fits: list[dict]) -> list[list]:
-    """One row per fitted (kind, group size), from ``AlphaBetaFit.to_dict()``: α, bus bandwidth
-    and how well ``T = α + S·f/busbw`` fits the measured sizes."""
-    from helixlib.core.units import seconds
-
-    return [[f["kind"], f["p"], seconds(f["alpha_s"]), f"{f['busbw'] / 1e6:.0f} MB/s",
-             f"{f['mean_abs_rel_error']:.0%}", f"{f['max_abs_rel_error']:.0%}"] for f in fits]
-
-
-def cmd_calibrate(a: argparse.Namespace) -> int:
-    from helixlib.core.units import table
-
-    ranks = positive_int("ranks", a.ranks, minimum=2)
-    if ranks > MAX_RANKS:
-        raise HelixInputError("ranks", f"must be at most {MAX_RANKS}", ranks)
-    dtypes = _dtypes(a.dtypes)
-    out = a.out
-    if os.path.isdir(out) or not out.endswith((".yaml", ".yml")):
-        raise HelixInputError("out", "must be a .yaml file path", out)
-    log = lambda msg: print(f"[calibrate] {msg}", file=sys.stderr, flush=True)
-    cal = calibrate(ranks, dtypes, a.quick, a.name or os.path.splitext(os.path.basename(out))[0], log)
-    fits = table(fit_table([f.to_dict() for f in cal.fits]), FIT_HEADER)
-    header = "\n".join(f"# {line}" for line in
-                       [f"Measured by python -m helixlib calibrate --ranks {ranks} --dtypes {','.join(dtypes)}"
-                        f"{' --quick' if a.quick else ''}", cal.machine, "", "Collective fits (T = alpha + S*f/busbw):"]
-                       + fits.splitlines())
-    write_text_atomic(out, header + "\n" + yaml.safe_dump(cal.preset, sort_keys=False))
-    dev = cal.preset["device"]
-    print(fits)
-    print("\nmatmul peak per rank: " + ", ".join(f"{dt} {v / 1e9:.2f} GFLOP/s" for dt, v in dev["matmul_flops"].items())
-          + f"; element-wise best {dev['memory_bandwidth'] / 1e9:.2f} GB/s; "
-            f"per-op overhead {dev['launch_overhead_s'] * 1e6:.1f} µs")
-    print(f"wrote {out}")
-    return 0

@@ -1,5 +1,5 @@
 """An independent FLOP count: ``torch.utils.flop_counter.FlopCounterMode`` around every op of
-the partitioned block, against the Plan's FLOPs per op (REFERENCE §2).
+the partitioned block, against the Plan's FLOPs per op (2 per multiply-add).
 
 FlopCounterMode counts matmul-like aten ops only (mm, addmm, bmm, convolutions, attention
 kernels), at 2 FLOPs per multiply-add; a fused bias add is not counted. So:
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 from helixlib.runtime.simulate import simulate_ranks
 from helixlib.runtime.trace import Trace
 

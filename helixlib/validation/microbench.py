@@ -23,6 +23,7 @@ returns raw rows (seconds per call, with the FLOPs and bytes the Plan would coun
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import sys
@@ -31,12 +32,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from helixlib.estimate.hardware import ELEMENTWISE_KINDS
 from helixlib.estimate.strategies import (
     FLOPS as ELEMENTWISE_FLOPS,  # the Plan's per-element counts, "add" with its bias
 )
+from helixlib.plan.names import ELEMENTWISE_KINDS, CollectiveKind, MeshDim, Phase
 from helixlib.runtime.dense import TORCH_DTYPES
-from helixlib.runtime.steps import start_cpu_rank, timed_steps
+from helixlib.runtime.session import rank_session
+from helixlib.runtime.steps import timed_steps
 
 MEASURED_KINDS = ("all_reduce", "all_gather", "reduce_scatter")
 
@@ -117,7 +119,7 @@ def measure_gemms(suite: Suite, rank: int, dtype: str) -> list[dict]:
         a = torch.randn(b, M, K, dtype=tdtype).squeeze(0)
         w = torch.randn(b, K, N, dtype=tdtype).squeeze(0)
         flops = 2 * b * M * K * N
-        t = _per_call(lambda: torch.matmul(a, w), suite.repeats, suite.step_s)
+        t = _per_call(functools.partial(torch.matmul, a, w), suite.repeats, suite.step_s)
         if t is not None:
             rows.append({"dtype": dtype, "M": M, "K": K, "N": N, "batch": b, "flops": flops, "seconds": t})
             _say(rank, f"matmul {dtype} {i + 1}/{len(suite.gemm_shapes)}: [{b}]x[{M},{K}]x[{K},{N}] "
@@ -158,32 +160,32 @@ def measure_elementwise(suite: Suite, rank: int, dtype: str) -> list[dict]:
     return rows
 
 
+def _collective_once(comm, kind: str, t: torch.Tensor) -> None:
+    """One call of ``kind`` over this rank's group of the mesh's dim_segment dimension."""
+    if kind == CollectiveKind.ALL_REDUCE:
+        comm.all_reduce(t, MeshDim.DIM_SEGMENT, "probe", Phase.FORWARD)
+    elif kind == CollectiveKind.ALL_GATHER:
+        comm.all_gather(t, MeshDim.DIM_SEGMENT, 0, "probe", Phase.FORWARD)
+    else:
+        comm.reduce_scatter(t, MeshDim.DIM_SEGMENT, 0, "probe", Phase.FORWARD)
+    comm.trace.clear()
+
+
 def measure_collectives(suite: Suite, rank: int, world: int, dtype: str) -> list[dict]:
     """Every kind and size over groups of each size p (all G/p groups at once)."""
-    from torch.distributed.device_mesh import init_device_mesh
-
-    from helixlib.plan.partition import MESH_DIM_NAMES, Partition
+    from helixlib.plan import Partition
     from helixlib.runtime.communicator import TorchCommunicator
 
     rows = []
     tdtype = TORCH_DTYPES[dtype]
     beta = torch.tensor([], dtype=tdtype).element_size()
     for p in suite.group_sizes:
-        part = Partition(world // p, p)
-        comm = TorchCommunicator(rank, part, init_device_mesh("cpu", (world // p, p), mesh_dim_names=MESH_DIM_NAMES))
-        calls = {
-            "all_reduce": lambda t: comm.all_reduce(t, "dim_segment", "probe", "forward"),
-            "all_gather": lambda t: comm.all_gather(t, "dim_segment", 0, "probe", "forward"),
-            "reduce_scatter": lambda t: comm.reduce_scatter(t, "dim_segment", 0, "probe", "forward"),
-        }
-        for kind, call in calls.items():
+        part = Partition(world // p, p)  # the groups of p ranks are the mesh's dim_segment groups
+        comm = TorchCommunicator(rank, part, part.build_mesh("cpu"))
+        for kind in (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER):
             for S in suite.collective_bytes:
-                t = torch.randn(S // beta // (p if kind == "all_gather" else 1), dtype=tdtype)
-
-                def once():
-                    call(t)
-                    comm.trace.clear()
-                sec = _per_call(once, suite.repeats + 1)
+                t = torch.randn(S // beta // (p if kind == CollectiveKind.ALL_GATHER else 1), dtype=tdtype)
+                sec = _per_call(functools.partial(_collective_once, comm, kind, t), suite.repeats + 1)
                 if sec is not None:
                     rows.append({"kind": kind, "p": p, "bytes": S, "seconds": sec})
             _say(rank, f"{kind} over groups of {p}: {len(suite.collective_bytes)} sizes")
@@ -193,8 +195,7 @@ def measure_collectives(suite: Suite, rank: int, world: int, dtype: str) -> list
 def microbench_rank(spec, rank: int, world: int, local_rank: int = 0, store_port: int | None = None,
                     progress=None, suite: Suite | None = None) -> dict | None:
     """One rank of the calibration run (``spec`` only carries the world size and timeouts)."""
-    start_cpu_rank(spec, rank, world, store_port)
-    try:
+    with rank_session(spec, rank, world, store_port=store_port, with_plan=False):
         out = {"world_size": world, "threads_per_rank": torch.get_num_threads(), "gemm": [], "elementwise": [],
                "start_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         out["overhead_s"] = measure_overhead(suite, rank)
@@ -205,5 +206,3 @@ def microbench_rank(spec, rank: int, world: int, local_rank: int = 0, store_port
             out["elementwise"] += measure_elementwise(suite, rank, dtype)
         out["collectives"] = measure_collectives(suite, rank, world, suite.dtypes[0])
         return out if rank == 0 else None
-    finally:
-        torch.distributed.destroy_process_group()

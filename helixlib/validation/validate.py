@@ -1,6 +1,7 @@
 """The estimator against measurement: predicted and measured step times of the 16-rank CPU run.
 
-REFERENCE §6: calibrate on microbenchmarks (``helixlib.validation.calibrate``) and one configuration,
+As the best estimators are judged (Calculon, Isaev et al., SC'23): calibrate on microbenchmarks
+(``helixlib.validation.calibrate``) and one configuration,
 then report the error on *held-out* configurations — other sizes, partitions, qk modes and
 output variants — as mean and max |%|, and whether the ranking of partitions holds.
 
@@ -30,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from helixlib.core.presets import RESULTS_DIR
+from helixlib.core.numbers import factor_pairs
+from helixlib.core.presets import RESULTS_DIR, VALIDATION_MODEL
 from helixlib.estimate.estimator import estimate
 from helixlib.estimate.hardware import Cluster, cluster_from_dict
-from helixlib.plan.build import build_plan
+from helixlib.plan import QK_MODES, OutputMode, QkMode, build_plan
 from helixlib.plan.model import ModelConfig, load_model
 from helixlib.plan.partition import Partition
 
@@ -63,7 +65,7 @@ class Config:
     def label(self) -> str:
         p = self.partition
         return (f"{self.size} {p.head_groups}x{p.dim_segments} {p.qk_mode}"
-                + ("" if p.output == "allreduce" else f" {p.output}"))
+                + ("" if p.output == OutputMode.ALLREDUCE else f" {p.output}"))
 
     @property
     def family(self) -> str:
@@ -72,17 +74,15 @@ class Config:
         return f"{self.size} {p.qk_mode} {p.output}"
 
     def to_dict(self) -> dict:
-        p = self.partition
         return {"label": self.label, "family": self.family, "model": self.model.to_dict(),
-                "partition": {"head_groups": p.head_groups, "dim_segments": p.dim_segments,
-                              "qk_mode": p.qk_mode, "output": p.output}}
+                "partition": self.partition.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        return cls(ModelConfig(**d["model"]), Partition(**d["partition"]))
+        return cls(ModelConfig(**d["model"]), Partition.from_dict(d["partition"]))
 
 
-def default_configs(model: str = "helix-small", world: int = 16) -> tuple[list[Config], list[Config]]:
+def default_configs(model: str = VALIDATION_MODEL, world: int = 16) -> tuple[list[Config], list[Config]]:
     """(calibration, held-out). Calibration: the model's own sizes, 4x4, reduce_scores. Held out:
     three other sizes (half the sequence and twice the batch; twice the sequence and half the
     batch; half the width and half the tokens), every partition of ``world`` (those that split
@@ -93,11 +93,11 @@ def default_configs(model: str = "helix-small", world: int = 16) -> tuple[list[C
     sizes = [base.replace(seq_len=base.seq_len // 2, batch=base.batch * 2),
              base.replace(seq_len=base.seq_len * 2, batch=max(1, base.batch // 2)),
              base.replace(hidden=base.hidden // 2, mlp_hidden=base.mlp_hidden // 2, batch=max(1, base.batch // 2))]
-    parts = [(n, world // n) for n in (16, 8, 4, 2, 1) if world % n == 0]
+    parts = factor_pairs(world)[::-1]  # n descending: 16x1 first
     for m in sizes:
-        for qk in ("reduce_scores", "gather_qk"):
-            held_out += [Config(m, Partition(n, k, qk)) for n, k in parts if qk == "reduce_scores" or k > 1]
-        held_out.append(Config(m, Partition(4, 4, "reduce_scores", "concat")))
+        for qk in QK_MODES:
+            held_out += [Config(m, Partition(n, k, qk)) for n, k in parts if qk == QkMode.REDUCE_SCORES or k > 1]
+        held_out.append(Config(m, Partition(4, 4, QkMode.REDUCE_SCORES, OutputMode.CONCAT)))
     return calibration, held_out
 
 
@@ -109,14 +109,12 @@ def validation_rank(spec, rank: int, world: int, local_rank: int = 0, store_port
     """Time forward and training steps of ``spec`` (see the module docstring); rank 0 returns
     ``{"forward_s", "training_s", "ops", "collectives", "communicated_bytes"}`` (the last: per
     rank, the bytes its recorded collectives of one training step moved)."""
-    import torch
-    import torch.distributed as dist
-
-    from helixlib.runtime.steps import helix_rank, timed_steps
+    from helixlib.runtime.session import rank_session
+    from helixlib.runtime.steps import timed_steps
     from helixlib.runtime.verify import run_step
 
-    inputs = helix_rank(spec, rank, world, store_port)
-    try:
+    with rank_session(spec, rank, world, store_port=store_port) as s:
+        inputs = s.prepare()
         times = timed_steps({"forward": lambda: run_step(inputs, False),
                              "training": lambda: run_step(inputs, True)}, repeats, warmup)
         trace = inputs.block.trace
@@ -127,16 +125,13 @@ def validation_rank(spec, rank: int, world: int, local_rank: int = 0, store_port
             parts["ops"][o.name] = parts["ops"].get(o.name, 0.0) + o.seconds
         for c in trace.collectives:
             parts["collectives"][c.name] = parts["collectives"].get(c.name, 0.0) + c.seconds
-        gathered = [None] * world if rank == 0 else None
-        dist.gather_object(parts, gathered, dst=0)
+        gathered = s.gather(parts)
         if rank != 0:
             return None
         med = lambda k: {n: statistics.median(g[k].get(n, 0.0) for g in gathered) for n in gathered[0][k]}
         return {"forward_s": times["forward"], "training_s": times["training"], "repeats": repeats,
                 "ops": med("ops"), "collectives": med("collectives"),
                 "communicated_bytes": [g["bytes"] for g in gathered]}
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def measure(config: Config, repeats: int = 5, warmup: int = 1) -> dict:
@@ -245,8 +240,9 @@ def ranking(rows: list[dict], step: str = "training") -> list[dict]:
             if (meas[i] - meas[j]) * (pred[i] - pred[j]) < 0:
                 gap = abs(meas[i] - meas[j]) / min(meas[i], meas[j])
                 swaps.append({"pair": [members[i]["partition"], members[j]["partition"]], "measured_gap": gap})
-        order = lambda t: [members[k]["partition"] for k in np.argsort(t)]
-        out.append({"family": fam, "step": step, "measured_order": order(meas), "predicted_order": order(pred),
+        names = [m["partition"] for m in members]
+        out.append({"family": fam, "step": step, "measured_order": [names[k] for k in np.argsort(meas)],
+                    "predicted_order": [names[k] for k in np.argsort(pred)],
                     "spearman": spearman(meas, pred), "swapped_pairs": swaps})
     return out
 

@@ -15,7 +15,7 @@ from helixlib.estimate.estimator import Estimate, estimate
 from helixlib.estimate.hardware import Cluster
 from helixlib.estimate.memory import MemoryBreakdown
 from helixlib.estimate.seed_script import Correction
-from helixlib.plan.build import Plan, build_plan
+from helixlib.plan import QK_MODES, Plan, QkMode, build_plan
 from helixlib.plan.partition import Partition, valid_partitions
 
 CORRECTION_HEADER = ["step", "total", "x previous", "what changed"]
@@ -60,7 +60,7 @@ SPEEDUP_HEADER = ["partition", "qk mode", "1 GPU", "G GPUs, compute only", "G GP
                   "speedup", "efficiency"]
 
 
-def speedup_rows(model, cluster: Cluster, world_size: int, qk_modes=("reduce_scores", "gather_qk"),
+def speedup_rows(model, cluster: Cluster, world_size: int, qk_modes=QK_MODES,
                  **opts) -> list[dict]:
     """Time of one block (whole batch) on one GPU against G GPUs, for every factorisation the model
     admits (time only: one GPU could not hold the batch)."""
@@ -69,7 +69,7 @@ def speedup_rows(model, cluster: Cluster, world_size: int, qk_modes=("reduce_sco
     rows = []
     for qk in qk_modes:
         for part in valid_partitions(model, world_size, qk_mode=qk):
-            if qk == "gather_qk" and part.dim_segments == 1:
+            if qk == QkMode.GATHER_QK and part.dim_segments == 1:
                 continue
             e = estimate(build_plan(model, part), cluster, search_micro_batch=False, **opts)
             tg, tc = float(e.per_layer["time_dataflow"]), float(e.per_layer["compute"])
@@ -106,7 +106,7 @@ def plot_memory(ests: dict[str, Estimate], ax=None, clip: float = 2.0):
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 0.45 * len(ests) + 1))
     cap = next(iter(ests.values())).memory.capacity / 1e9
-    for i, (name, e) in enumerate(ests.items()):
+    for i, e in enumerate(ests.values()):
         left = 0.0
         for term in MemoryBreakdown.TERMS:
             v = float(getattr(e.memory, term)) / 1e9
@@ -192,8 +192,8 @@ def plot_strategies(rows: list[dict], ax=None, x: str = "world_size", key: str =
 
 #: measured all-reduce bus bandwidths to hold the α–β model against: (cluster, group size, bytes, B/s, source)
 MEASURED_BUSBW = [
-    ("dgx-h100", 8, 58e6, 150e9, "REFERENCE §3: 8 x H100 in one node, about 150 GB/s at 58 MB"),
-    ("dgx-h100", 8, 8e9, 370e9, "REFERENCE §3: about 370 GB/s at very large messages (8 GB here)"),
+    ("dgx-h100", 8, 58e6, 150e9, "8 x H100 in one node, about 150 GB/s at 58 MB (a single quoted point)"),
+    ("dgx-h100", 8, 8e9, 370e9, "NVIDIA/nccl-tests issue #212 (NCCL maintainer): ~370 GB/s ring busbw, 8 x H100"),
 ]
 BUSBW_HEADER = ["cluster", "ranks", "message", "measured", "model", "model / measured", "source"]
 
@@ -225,7 +225,7 @@ def plot_busbw(cluster: Cluster, p: int = 8, ax=None):
     for name, q, size, measured, _ in MEASURED_BUSBW:
         if name == cluster.name and q == p:
             ax.plot(size, measured / 1e9, "ko")
-    ax.plot([], [], "ko", label="measured (REFERENCE §3)")
+    ax.plot([], [], "ko", label="measured (published)")
     ax.set_xscale("log")
     ax.set_xlabel("message size S, bytes")
     ax.set_ylabel("all-reduce bus bandwidth, GB/s")

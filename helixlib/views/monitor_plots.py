@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from helixlib.core.palette import rank_colors
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 from helixlib.runtime.run import RunResult
 
 
@@ -39,7 +39,7 @@ def collective_bytes(plan: Plan, result: RunResult) -> tuple[list[str], list[int
     seen = []
     for c in plan.collectives:
         key = (c.phase, c.name)
-        if key in seen or (c.phase == "backward" and not result.spec["backward"]):
+        if key in seen or (c.phase == "backward" and not result.spec.backward):
             continue
         seen.append(key)
         labels.append(c.name)
@@ -71,8 +71,8 @@ def plot_memory(result: RunResult, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3))
-    part = result.spec["partition"]
-    colors = rank_colors(part["head_groups"], part["dim_segments"])
+    part = result.spec.partition
+    colors = rank_colors(part.head_groups, part.dim_segments)
     ax.bar(range(result.world_size), np.array(result.peak_memory_bytes) / 1e6, color=colors)
     ax.set_xlabel("rank")
     ax.set_ylabel("MB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from helixlib.core.palette import rank_colors, text_color
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 
 
 def owner_map(plan: Plan) -> np.ndarray:

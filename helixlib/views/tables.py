@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from helixlib.core.units import si
-from helixlib.plan.build import Plan
+from helixlib.plan import Plan
 
 ATTENTION_OPS = ("ln1", "q_proj", "k_proj", "v_proj", "scores", "softmax", "attn_v", "out_proj", "residual1")
 MLP_OPS = ("ln2", "fc1", "gelu", "fc2", "residual2")

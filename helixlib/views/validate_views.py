@@ -88,3 +88,12 @@ def plot_validation(results: dict, ax=None):
     ax.legend(fontsize=7)
     return ax
 
+
+FIT_HEADER = ["collective", "p", "alpha", "bus bandwidth", "mean |err| of fit", "max |err| of fit"]
+
+
+def fit_table(fits: list[dict]) -> list[list]:
+    """One row per fitted (kind, group size), from ``AlphaBetaFit.to_dict()``: α, bus bandwidth
+    and how well ``T = α + S·f/busbw`` fits the measured sizes."""
+    return [[f["kind"], f["p"], seconds(f["alpha_s"]), f"{f['busbw'] / 1e6:.0f} MB/s",
+             f"{f['mean_abs_rel_error']:.0%}", f"{f['max_abs_rel_error']:.0%}"] for f in fits]

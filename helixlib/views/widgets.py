@@ -11,6 +11,8 @@ result, so the widget logic is tested without a browser.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import html
 import inspect
 from dataclasses import dataclass, field
@@ -18,13 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from helixlib.core.errors import HelixInputError
+from helixlib.core.numbers import divisors
 from helixlib.core.palette import TERM_COLORS
+from helixlib.core.presets import DEFAULT_CLUSTER, DEFAULT_MODEL
 from helixlib.core.units import seconds, si
 from helixlib.estimate.design_space import evaluate, grid, label
-from helixlib.estimate.estimator import Estimate, divisors, estimate
+from helixlib.estimate.estimator import Estimate, estimate
 from helixlib.estimate.hardware import hardware_names, load_cluster
 from helixlib.estimate.memory import MemoryBreakdown
-from helixlib.plan.build import Plan, build_plan
+from helixlib.plan import Plan, QkMode, build_plan
 from helixlib.plan.model import load_model, preset_names
 from helixlib.plan.partition import QK_MODES, Partition, valid_partitions
 
@@ -50,7 +54,7 @@ class ExplorerResult:
                  "yes" if r["fits"] else "no", r["largest_micro_batch"] or "-"] for r in self.ranking]
 
 
-def explore(model="helix-70b", hardware="dgx-a100", world_size=16, head_groups=4, qk_mode="reduce_scores",
+def explore(model=DEFAULT_MODEL, hardware=DEFAULT_CLUSTER, world_size=16, head_groups=4, qk_mode=QkMode.REDUCE_SCORES,
             seq_len=None, batch=None, micro_batch=1, flash=False, recompute=False, training=False) -> ExplorerResult:
     """Estimate one helix configuration and rank every strategy at the same settings."""
     values = dict(model=model, hardware=hardware, world_size=world_size, head_groups=head_groups, qk_mode=qk_mode,
@@ -71,7 +75,7 @@ def explore(model="helix-70b", hardware="dgx-a100", world_size=16, head_groups=4
     ranking = _ranking(cfg, hardware, plan, est)
     current = [r for r in ranking if r["current"]]
     if current:  # the vectorized search (tests check it equals estimate's bisection)
-        est.largest_micro_batch = current[0]["largest_micro_batch"] or None
+        est = dataclasses.replace(est, largest_micro_batch=current[0]["largest_micro_batch"] or None)
     return ExplorerResult(values, None, plan, est, mem, breakdown, ranking)
 
 
@@ -213,16 +217,23 @@ class Explorer:
 
     def _model_changed(self, change) -> None:
         cfg = load_model(change["new"])
-        self._suspend = True
-        self.controls["seq_len"].value, self.controls["batch"].value = cfg.seq_len, cfg.batch
-        self._suspend = False
+        with self._suspended():
+            self.controls["seq_len"].value, self.controls["batch"].value = cfg.seq_len, cfg.batch
         self._refresh_options()
+
+    @contextlib.contextmanager
+    def _suspended(self):
+        """Change controls without rendering each change (the flag is reset even on an error)."""
+        self._suspend = True
+        try:
+            yield
+        finally:
+            self._suspend = False
 
     def _refresh_options(self, head_groups=None, micro_batch=None) -> None:
         """Offer the n with n·m = G the model admits, and the divisors of the batch; keep choices that stay valid."""
         c = self.controls
-        self._suspend = True
-        try:
+        with self._suspended():
             G, hg, mb = c["world_size"].value, c["head_groups"], c["micro_batch"]
             keep = head_groups or hg.value
             try:
@@ -237,8 +248,6 @@ class Explorer:
             ds = divisors(c["batch"].value) if c["batch"].value and c["batch"].value > 0 else [1]
             mb.options = ds
             mb.value = keep if keep in ds else 1
-        finally:
-            self._suspend = False
 
     def _render(self, **values) -> None:
         if self._suspend or values == self._last:

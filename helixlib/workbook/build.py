@@ -1,4 +1,4 @@
-"""``python -m helixlib.workbook.build``: execute every notebook into ``build/notebooks`` and
+"""``python -m helixlib.workbook``: execute every notebook into ``build/notebooks`` and
 write the CLI's artefacts into ``build/artefacts`` (what ``make workbook`` runs)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _artefact(out_dir: Path, name: str, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helixlib.workbook.build", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m helixlib.workbook", description=__doc__)
     ap.add_argument("--out", default="build", help="output folder (default build)")
     ap.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     a = ap.parse_args(argv)

@@ -1,0 +1,44 @@
+"""What every command shares: the one-line usage errors, the exit codes, and the options
+that build a Plan (``--model``, ``-n``, ``-m``, the variants and the size overrides)."""
+
+from __future__ import annotations
+
+import argparse
+
+from helixlib.core.presets import DEFAULT_MODEL
+from helixlib.plan import OUTPUT_MODES, QK_MODES, OutputMode, Partition, Plan, QkMode, build_plan, load_model
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # computed, but a check, a comparison or a run failed
+EXIT_BAD_INPUT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> None:
+    """Options every command that builds a Plan shares."""
+    p.add_argument("--model", default=model, help=f"preset name or YAML file (default {model})")
+    p.add_argument("--head-groups", "-n", default="4", help="n, head groups (default 4)")
+    p.add_argument("--dim-segments", "-m", default="4", help="m, head-dim segments (default 4)")
+    p.add_argument("--qk-mode", default=QkMode.REDUCE_SCORES,
+                   help=f"one of {', '.join(QK_MODES)}; {QkMode.SEGMENT_LOCAL} is the plan's literal (incorrect) "
+                        "dataflow")
+    p.add_argument("--output", default=OutputMode.ALLREDUCE, help=f"one of {', '.join(OUTPUT_MODES)}")
+    p.add_argument("--world-size", default=None, help="check that n x m equals this many ranks")
+    for flag in ("seq-len", "batch", "layers"):
+        p.add_argument(f"--{flag}", default=None, help=f"override the preset's {flag.replace('-', '_')}")
+    p.add_argument("--dtype", default=None, help="override the preset's dtype (fp64, fp32, bf16, fp16)")
+    p.add_argument("--causal", default=None, choices=("true", "false"), help="override the preset's causal")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def plan_from_args(a: argparse.Namespace) -> Plan:
+    causal = None if a.causal is None else a.causal == "true"
+    model = load_model(a.model, seq_len=a.seq_len, batch=a.batch, layers=a.layers, dtype=a.dtype, causal=causal)
+    part = Partition(a.head_groups, a.dim_segments, a.qk_mode, a.output)
+    return build_plan(model, part, a.world_size)

@@ -1,0 +1,137 @@
+"""The names the Plan, the torch layer, the DAG and the estimator share, defined once.
+
+They are ``StrEnum`` members, so they compare equal to their strings (``QkMode.GATHER_QK ==
+"gather_qk"``), print as them, and serialise to JSON as them: files, command-line flags
+and recorded traces keep using the plain strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+
+class QkMode(StrEnum):
+    """How the partial scores of a split head dimension become exact."""
+
+    REDUCE_SCORES = "reduce_scores"  # all-reduce the partial Q·Kᵀ over the dim_segment group
+    GATHER_QK = "gather_qk"  # all-gather the Q and K segments, full scores on every rank
+    #: the deployment plan's literal reading: every segment takes its own softmax of its partial
+    #: scores (scaled by 1/√d_s) and nothing is reduced. NOT exact: kept to measure how wrong it is.
+    SEGMENT_LOCAL = "segment_local"
+
+
+#: the exact ways (``segment_local`` is kept apart: it is the plan's wrong dataflow)
+QK_MODES = (QkMode.REDUCE_SCORES, QkMode.GATHER_QK)
+
+
+class OutputMode(StrEnum):
+    """The out-projection: Megatron's row-parallel all-reduce, or the plan's two-phase concat."""
+
+    ALLREDUCE = "allreduce"
+    CONCAT = "concat"
+
+
+OUTPUT_MODES = tuple(OutputMode)
+
+
+class MeshDim(StrEnum):
+    """Process groups of a rank. ``DIM_SEGMENT`` is the m ranks that share a head group (they
+    hold different dim segments); ``HEAD_GROUP`` the n ranks that share a dim segment."""
+
+    HEAD_GROUP = "head_group"
+    DIM_SEGMENT = "dim_segment"
+    WORLD = "world"
+
+
+#: ``init_device_mesh(dev, (n, m), mesh_dim_names=MESH_DIM_NAMES)``: rank = g·m + s
+MESH_DIM_NAMES = (MeshDim.HEAD_GROUP.value, MeshDim.DIM_SEGMENT.value)
+
+
+class Phase(StrEnum):
+    FORWARD = "forward"
+    BACKWARD = "backward"
+
+
+class CollectiveKind(StrEnum):
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
+    REDUCE_SCATTER = "reduce_scatter"
+    ALL_TO_ALL = "all_to_all"
+    SEND_RECV = "send_recv"
+
+
+def bus_factor(kind: str, p):
+    """nccl-tests' bus factor f (``busbw = S·f / t``; the bytes one rank sends = f·S for the ring
+    algorithms): all-reduce 2(p−1)/p, all-gather, reduce-scatter and all-to-all (p−1)/p, a
+    point-to-point transfer 1. ``p`` may be a numpy array (then so is the result).
+    Source: NVIDIA nccl-tests, doc/PERFORMANCE.md ("bus bandwidth")."""
+    arr = np.asarray(p, dtype=float)
+    if kind == CollectiveKind.ALL_REDUCE:
+        f = 2 * (arr - 1) / arr
+    elif kind in (CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER, CollectiveKind.ALL_TO_ALL):
+        f = (arr - 1) / arr
+    elif kind == CollectiveKind.SEND_RECV:
+        f = np.ones_like(arr)
+    else:
+        raise ValueError(f"unknown collective kind {kind!r}")
+    return float(f) if f.ndim == 0 else f
+
+
+class Mapping(StrEnum):
+    """Megatron-style paired collectives (``tensor_parallel/mappings.py``); see ``MAPPINGS``."""
+
+    COPY_TO_REGION = "copy_to_region"  # f: replicated input into a column-parallel op
+    REDUCE_FROM_REGION = "reduce_from_region"  # g: row-parallel output, replicated after
+    ALL_REDUCE_SUM = "all_reduce_sum"  # partial scores, rank-local use after
+    ALL_GATHER_SUM = "all_gather_sum"  # gathered, used by rank-local partial ops
+    GATHER_FROM_REGION = "gather_from_region"  # gathered, replicated after: backward splits
+
+
+#: mapping -> (forward collective, backward collective); None is the identity. Which backward a
+#: reduction needs depends on whether what follows it is replicated: after a row-parallel
+#: all-reduce everything is replicated, so its backward is the identity; the partial scores feed
+#: a rank-local P·V_s, so their all-reduce needs an all-reduce in backward too (Shoeybi et al.,
+#: "Megatron-LM", arXiv 1909.08053, §3, the f and g operators).
+MAPPINGS: dict[str, tuple[CollectiveKind | None, CollectiveKind | None]] = {
+    Mapping.COPY_TO_REGION: (None, CollectiveKind.ALL_REDUCE),
+    Mapping.REDUCE_FROM_REGION: (CollectiveKind.ALL_REDUCE, None),
+    Mapping.ALL_REDUCE_SUM: (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_REDUCE),
+    Mapping.ALL_GATHER_SUM: (CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER),
+    Mapping.GATHER_FROM_REGION: (CollectiveKind.ALL_GATHER, None),
+}
+
+
+class Comm(StrEnum):
+    """The communication points of the block, by the name the Plan, the layer, the trace, the
+    DAG and the closed-form strategies all use. A backward collective is ``<name>.backward``."""
+
+    QKV_INPUT = "qkv_input"  # copy_to_region before Q/K/V (all-reduce of dh1 in backward)
+    Q_ALLGATHER = "q_allgather"  # gather_qk
+    K_ALLGATHER = "k_allgather"  # gather_qk
+    SCORES_ALLREDUCE = "scores_allreduce"  # reduce_scores
+    O_GATHER_SEGMENTS = "o_gather_segments"  # concat: within the head group
+    O_GATHER_GROUPS = "o_gather_groups"  # concat: across head groups
+    OUT_ALLGATHER = "out_allgather"  # concat: the column-parallel out-projection's output
+    OUT_PROJ_ALLREDUCE = "out_proj_allreduce"  # allreduce: row-parallel out-projection
+    FC1_INPUT = "fc1_input"  # copy_to_region before FC1
+    FC2_ALLREDUCE = "fc2_allreduce"  # row-parallel FC2
+
+    def backward(self) -> str:
+        return f"{self.value}.backward"
+
+
+class OpKind(StrEnum):
+    MATMUL = "matmul"
+    LAYERNORM = "layernorm"
+    SOFTMAX = "softmax"
+    GELU = "gelu"
+    ADD = "add"
+    FLASH_ATTENTION = "flash_attention"  # the estimator's fused scores + softmax + P·V
+
+
+#: FLOPs per output element of the element-wise ops: LayerNorm (mean, variance, normalise, affine)
+#: 9, softmax with scale and mask 5 per score, GELU (tanh form) 8, an add 1.
+FLOPS_PER_ELEMENT: dict[str, int] = {OpKind.LAYERNORM: 9, OpKind.SOFTMAX: 5, OpKind.GELU: 8, OpKind.ADD: 1}
+ELEMENTWISE_KINDS = tuple(FLOPS_PER_ELEMENT)

@@ -1,0 +1,105 @@
+"""One rank's lifecycle, in one place: device and threads, the process group (gloo on CPU, NCCL on
+GPU, with the run's collective timeout), the ``(n, m)`` DeviceMesh, the Plan (built once), the
+communicator, gathering to rank 0, and teardown. The distributed run, the timed steps of the
+validation and the benchmarks, and calibration all enter a rank through :func:`rank_session`.
+
+Rendezvous: a TCPStore client on 127.0.0.1 (the local launcher serves it) or env:// (torchrun).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from helixlib.core.errors import HelixInputError
+from helixlib.plan import Plan, build_plan
+from helixlib.runtime.communicator import TorchCommunicator
+from helixlib.runtime.spec import RunSpec
+from helixlib.runtime.trace import Trace
+
+
+def cpu_rank_threads(threads_per_rank: int | None, local_ranks: int, cores: int | None) -> int:
+    """Intra-op threads of one CPU rank: as asked, else the cores shared out (at least 1)."""
+    return threads_per_rank or max(1, (cores or 1) // local_ranks)
+
+
+def resolve_device(spec: RunSpec, local_rank: int) -> torch.device:
+    if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise HelixInputError("device", "cuda requested but torch.cuda.is_available() is False", spec.device)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_process_group(device: torch.device, rank: int, world_size: int, timeout_s: float,
+                       store_port: int | None = None) -> str:
+    """gloo on CPU, NCCL on GPU; a TCPStore client on 127.0.0.1 (local launcher) or env:// (torchrun)."""
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    timeout = timedelta(seconds=timeout_s)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if store_port is not None:
+        store = dist.TCPStore("127.0.0.1", store_port, is_master=False, timeout=timeout)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+    else:
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout)
+    return backend
+
+
+@dataclass
+class RankSession:
+    """A rank inside :func:`rank_session`: its device, process group backend, mesh, Plan and
+    communicator (whose trace records every collective)."""
+
+    spec: RunSpec
+    rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+    mesh: object  # torch DeviceMesh (n, m), named ("head_group", "dim_segment")
+    plan: Plan | None
+    comm: TorchCommunicator
+
+    def prepare(self):
+        """This rank's partitioned block, input and output gradient (``verify.RankInputs``)."""
+        from helixlib.runtime.verify import prepare_rank
+
+        return prepare_rank(self.plan, self.rank, self.comm, self.spec.model.dtype, self.spec.seed, self.device)
+
+    def gather(self, obj) -> list | None:
+        """``obj`` of every rank, in rank order, on rank 0 (None elsewhere)."""
+        import torch.distributed as dist
+
+        out = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+
+@contextmanager
+def rank_session(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0, store_port: int | None = None,
+                 with_plan: bool = True) -> Iterator[RankSession]:
+    """Set up rank ``rank`` of ``world_size`` for ``spec``; tear it down on exit (also on error).
+    The Plan is built first, so a world size that does not match the partition fails before any
+    communication; ``with_plan=False`` skips it for runs that only need the mesh (calibration)."""
+    import torch.distributed as dist
+
+    plan = build_plan(spec.model, spec.partition, world_size) if with_plan else None
+    device = resolve_device(spec, local_rank)
+    if device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(cpu_rank_threads(spec.threads_per_rank, local, os.cpu_count()))
+    backend = init_process_group(device, rank, world_size, spec.collective_timeout_s, store_port)
+    try:
+        mesh = spec.partition.build_mesh(device.type)
+        sync = torch.cuda.synchronize if device.type == "cuda" else None
+        comm = TorchCommunicator(rank, spec.partition, mesh, Trace(rank, synchronize=sync))
+        yield RankSession(spec, rank, world_size, device, backend, mesh, plan, comm)
+    finally:
+        dist.destroy_process_group()
