@@ -73,3 +73,33 @@ def test_replace_revalidates(tiny):
 
 def test_modelconfig_accepts_integral_floats():
     assert ModelConfig("x", 64.0, 4, 256, 8, 1, 1).hidden == 64
+
+
+def test_grouped_query_fields_default_to_multi_head():
+    m = load_model("helix-70b")
+    assert (m.kv_heads, m.head_dim_qk, m.head_dim_v, m.mlp, m.vocab, m.dropout) == (16, 512, 512, "gelu", None, 0.0)
+    assert m.params_per_block == 4 * 8192 ** 2 + 4 * 8192 + 2 * 8192 * 32768 + 32768 + 8192 + 4 * 8192
+    half = m.replace(hidden=4096, mlp_hidden=16384)
+    assert half.head_dim == 256  # a derived head dim follows D/H
+    gqa = m.replace(kv_heads=4, mlp="swiglu")
+    D, F = 8192, 32768
+    attn = D * (16 * 512 + 2 * 4 * 512) + 16 * 512 * D + (16 * 512 + 2 * 4 * 512) + D
+    assert gqa.params_per_block == attn + 3 * D * F + 2 * F + D + 4 * D
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"kv_heads": 3}, "kv_heads: must divide heads (16)"),
+    ({"mlp": "relu"}, "mlp: must be one of gelu, swiglu"),
+    ({"dropout": 1.5}, "dropout: must be a probability in [0, 1)"),
+    ({"vocab": 0}, "vocab: must be a positive integer"),
+])
+def test_bad_new_fields_are_one_line_errors(change, message):
+    with pytest.raises(HelixInputError) as e:
+        load_model("helix-tiny").replace(**change)
+    assert str(e.value).startswith(message)
+
+
+def test_the_head_dim_plan_refuses_what_it_does_not_model_yet():
+    from helixlib import Partition, build_plan
+    with pytest.raises(HelixInputError, match="kv_heads"):
+        build_plan(load_model("helix-tiny").replace(kv_heads=4), Partition(4, 4))

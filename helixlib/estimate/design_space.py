@@ -92,6 +92,8 @@ class _Models:
     def of(cls, names: np.ndarray, known: dict[str, ModelConfig]) -> _Models:
         uniq, inv = np.unique(names, return_inverse=True)
         cfgs = [known.get(str(u)) or load_model(str(u)) for u in uniq]
+        for c in cfgs:
+            c.require_standard_attention("the design space")
         pick = lambda f: np.array([getattr(c, f) for c in cfgs])[inv]
         return cls(pick("hidden"), pick("heads"), pick("mlp_hidden"), pick("layers"), pick("dtype"))
 

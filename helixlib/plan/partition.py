@@ -107,6 +107,7 @@ class Partition:
     def validate(self, model: ModelConfig, world_size: int | None = None) -> Partition:
         """Check this partition fits ``model`` (and a launch of ``world_size`` ranks); return self."""
         n, m, G = self.head_groups, self.dim_segments, self.world_size
+        model.require_standard_attention("the head-dim partition")
         if world_size is not None:
             world_size = positive_int("world_size", world_size)
             if world_size != G:
