@@ -84,7 +84,7 @@ def node_label(n: Node) -> str:
 def _node_attrs(n: Node, plan: Plan) -> dict:
     p = plan.partition
     if n.kind in LANE_KINDS:
-        fill = rank_color(n.ranks[0], p.head_groups, p.dim_segments)
+        fill = rank_color(n.ranks[0], p.head_groups, p.second)
         return {"shape": "box", "style": "rounded,filled", "fillcolor": fill, "fontcolor": text_color(fill),
                 "group": f"r{n.ranks[0]}"}
     if n.kind == "comm" and n.forward is None:
@@ -99,7 +99,7 @@ def _edge_attrs(e: Edge, dag: Dag, plan: Plan) -> dict:
     """Rank colour and shape label; a residual is dashed; an edge inside one rank's lane
     (operator to operator) weighs more, to keep the lane straight."""
     p = plan.partition
-    attrs = {"color": rank_color(e.rank, p.head_groups, p.dim_segments), "label": fmt_shape(e.shape),
+    attrs = {"color": rank_color(e.rank, p.head_groups, p.second), "label": fmt_shape(e.shape),
              "penwidth": "1.6"}
     if e.residual:
         attrs.update(style="dashed", label=f"skip {fmt_shape(e.shape)}")
@@ -124,6 +124,9 @@ def _cluster_label(plan: Plan, g: int, rank: int | None) -> str:
         sh = next(s for s in plan.shards if s.head_group == g)
         return f"head group {g}: heads {sh.heads[0]}-{sh.heads[1] - 1}"
     sh = plan.shards[rank]
+    if plan.partition.kv:
+        return (f"GPU {rank}  (g={sh.head_group}, j={sh.kv_shard})  {sh.kv_length} KV positions, "
+                f"combines heads {sh.out_heads[0]}-{sh.out_heads[1] - 1}")
     return (f"GPU {rank}  (g={sh.head_group}, s={sh.dim_segment})  "
             f"head-dim columns [{sh.dim_slice[0]}, {sh.dim_slice[1]})")
 

@@ -36,7 +36,7 @@ def check_kv_positions_owned_once(plan: Plan) -> CheckResult:
                     problems.append(f"rank {s.rank} owns positions outside 0..{S - 1}")
         if count.min() != 1 or count.max() != 1:
             problems.append(f"head group {g}: owners per position between {count.min()} and {count.max()}")
-    sizes = sorted({len(s.owned_positions) for s in plan.shards})
+    sizes = sorted({s.kv_length for s in plan.shards})
     return CheckResult("every_kv_position_owned_once", not problems,
                        f"{S} positions in blocks of {part.tokens_per_block}, {part.kv_placement}, over "
                        f"{part.kv_shards} shards ({sizes[0]}..{sizes[-1]} each)"

@@ -55,24 +55,42 @@ def owner(position: int, prompt_len: int, kv_shards: int, tokens_per_block: int,
     return block_owner(position // tokens_per_block, n_blocks(prompt_len, tokens_per_block), kv_shards, placement)
 
 
-def owned_positions(shard: int, upto: int, prompt_len: int, kv_shards: int, tokens_per_block: int,
-                    placement: str) -> list[int]:
-    """The positions ``< upto`` that ``shard`` owns, ascending."""
-    return [t for t in range(upto) if owner(t, prompt_len, kv_shards, tokens_per_block, placement) == shard]
+def owned_blocks(shard: int, upto: int, prompt_len: int, kv_shards: int, tokens_per_block: int,
+                 placement: str) -> list[int]:
+    """The blocks holding positions ``< upto`` that ``shard`` owns, ascending (O(blocks / p))."""
+    total, prompt = n_blocks(upto, tokens_per_block), n_blocks(prompt_len, tokens_per_block)
+    if placement == KvPlacement.ROUND_ROBIN:
+        return list(range(shard, total, kv_shards))
+    base, extra = divmod(prompt, kv_shards)
+    lo = shard * base + min(shard, extra)
+    blocks = list(range(lo, min(lo + base + int(shard < extra), total)))
+    return blocks + (list(range(prompt, total)) if shard == kv_shards - 1 else [])
 
 
-def as_ranges(positions: list[int]) -> list[tuple[int, int]]:
-    """Ascending positions as half-open runs ``[lo, hi)``."""
+def owned_ranges(shard: int, upto: int, prompt_len: int, kv_shards: int, tokens_per_block: int,
+                 placement: str) -> list[tuple[int, int]]:
+    """The positions ``< upto`` that ``shard`` owns, as ascending half-open runs ``[lo, hi)``."""
     out: list[tuple[int, int]] = []
-    for t in positions:
-        if out and out[-1][1] == t:
-            out[-1] = (out[-1][0], t + 1)
+    for b in owned_blocks(shard, upto, prompt_len, kv_shards, tokens_per_block, placement):
+        lo, hi = b * tokens_per_block, min((b + 1) * tokens_per_block, upto)
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
         else:
-            out.append((t, t + 1))
+            out.append((lo, hi))
     return out
 
 
-def causal_pairs(positions: list[int], queries: int) -> int:
-    """(query, key) pairs a causal mask keeps when queries ``0..queries-1`` attend to the keys at
-    ``positions``: key t is seen by the queries t..queries-1."""
-    return sum(max(queries - t, 0) for t in positions)
+def count(ranges) -> int:
+    """Positions in half-open runs."""
+    return sum(hi - lo for lo, hi in ranges)
+
+
+def causal_pairs(ranges, queries: int) -> int:
+    """(query, key) pairs a causal mask keeps when queries ``0..queries-1`` attend to the keys in
+    ``ranges``: key t is seen by the queries t..queries-1, ``queries - t`` of them."""
+    total = 0
+    for lo, hi in ranges:
+        hi = min(hi, queries)
+        if hi > lo:  # Σ_{t=lo}^{hi-1} (queries - t)
+            total += (hi - lo) * queries - (lo + hi - 1) * (hi - lo) // 2
+    return total

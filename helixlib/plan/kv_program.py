@@ -68,7 +68,7 @@ def kv_rank_program(model: ModelConfig, part: Partition, sh: Shard, phase: str =
     h_g, k_g = H // n, sh.kv_heads[1] - sh.kv_heads[0]
     h_o = h_g // pk
     dq, dv = model.head_dim_qk, model.head_dim_v
-    L_j = len(sh.owned_positions)
+    L_j = sh.kv_length
     p = RankProgram(model, part, sh.rank)
 
     x = p.input("x", (B, Lq, D))

@@ -43,8 +43,7 @@ def visible_pairs(plan, rank: int) -> int:
         return _first(plan, rank, "scores").output_shape[-1]
     if not plan.partition.kv:
         return L * (L + 1) // 2 if plan.model.causal else L * L
-    own = sh.owned_positions
-    return kv_layout.causal_pairs(own, L) if plan.model.causal else L * len(own)
+    return kv_layout.causal_pairs(sh.positions, L) if plan.model.causal else L * sh.kv_length
 
 
 def kv_summary(plan) -> dict:
@@ -59,7 +58,7 @@ def kv_summary(plan) -> dict:
         pairs = [visible_pairs(plan, r) for r in range(plan.world_size)]
         flops = [2 * m.batch * h_g * n * (m.head_dim_qk + m.head_dim_v) for n in pairs]
         out.update(placement=str(part.kv_placement), tokens_per_block=part.tokens_per_block,
-                   positions_per_rank=[len(s.owned_positions) for s in plan.shards],
+                   positions_per_rank=[s.kv_length for s in plan.shards],
                    visible_pairs_per_rank=pairs, causal_attention_flops_per_rank=flops,
                    imbalance=max(flops) / (sum(flops) / len(flops)))
     return out

@@ -86,7 +86,13 @@ class Shard:
 
     @property
     def owned_positions(self) -> list[int]:
+        """The KV positions owned, one by one (for small contexts: the torch layer's index)."""
         return [t for lo, hi in self.positions for t in range(lo, hi)]
+
+    @property
+    def kv_length(self) -> int:
+        """How many KV positions this rank owns (KV shards; 0 otherwise)."""
+        return kv_layout.count(self.positions)
 
     def to_dict(self) -> dict:
         d = {
@@ -140,10 +146,9 @@ def make_shards(model: ModelConfig, part: Partition, context: int | None = None)
         kv = {}
         if part.kv:  # s is the KV shard j
             h_o = h_g // part.kv_shards
-            own = kv_layout.owned_positions(s, context, model.seq_len, part.kv_shards, part.tokens_per_block,
-                                            part.kv_placement)
-            kv = dict(kv_shard=s, out_heads=(g * h_g + s * h_o, g * h_g + (s + 1) * h_o),
-                      positions=tuple(kv_layout.as_ranges(own)))
+            own = kv_layout.owned_ranges(s, context, model.seq_len, part.kv_shards, part.tokens_per_block,
+                                         part.kv_placement)
+            kv = dict(kv_shard=s, out_heads=(g * h_g + s * h_o, g * h_g + (s + 1) * h_o), positions=tuple(own))
         seg = 0 if part.kv else s
         shards.append(Shard(
             rank=r, head_group=g, dim_segment=seg, heads=(g * h_g, (g + 1) * h_g),
