@@ -17,6 +17,7 @@ from helixlib.core.presets import DEFAULT_RUN_MODEL
 from helixlib.plan import StepPhase
 from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
 from helixlib.runtime.run import Fault, RunSpec
+from helixlib.views import kv_report
 from helixlib.views.reports import run_report
 
 
@@ -90,6 +91,10 @@ def run(a: argparse.Namespace) -> int:
         d = result.to_dict()
         d.pop("traces")  # in --save; keep stdout readable
         print(json.dumps(d))
+    elif result.spec.partition.kv or result.spec.phase == StepPhase.DECODE:
+        text = run_report(result).split("\n", 1)[1]  # its first line describes the head-dim split
+        extra = kv_report.decode_lines(result) if result.spec.phase == StepPhase.DECODE else []
+        print("\n".join([kv_report.run_headline(result), *extra, text]))
     else:
         print(run_report(result))
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED

@@ -149,6 +149,11 @@ LEGEND = ("colour = GPU (hue: head group, shade: dim segment) · black box = col
           "dashed box = backward-only mapping (f) · dashed edge = residual · edge labels = shapes")
 
 
+def legend(plan: Plan) -> str:
+    """:data:`LEGEND`, with "KV shard" for the shade of a KV-shard plan."""
+    return LEGEND.replace("dim segment", "KV shard") if plan.partition.kv else LEGEND
+
+
 def _lane_ys(dot_source: str) -> dict[int, float]:
     """Mean vertical position of each rank's lane in ``dot``'s layout (``-Tplain``)."""
     plain = subprocess.run([dot_program(), "-Tplain"], input=dot_source, capture_output=True, text=True,
@@ -168,7 +173,7 @@ def to_dot(dag: Dag, plan: Plan, name: str, lane_order: dict[int, list[int]] | N
     g = graphviz.Digraph(name, graph_attr={
         "rankdir": "LR", "newrank": "true", "ordering": "out", "mclimit": "0.1", "fontname": "Helvetica",
         "labelloc": "t", "nodesep": "0.12", "ranksep": "0.35",
-        "label": f"<<b>{html.escape(dag.title)}</b><br/>{_small(LEGEND)}>"},
+        "label": f"<<b>{html.escape(dag.title)}</b><br/>{_small(legend(plan))}>"},
         node_attr={"fontname": "Helvetica", "fontsize": "10", "margin": "0.08,0.03"},
         edge_attr={"fontname": "Helvetica", "fontsize": "7", "arrowsize": "0.6"})
     homes: dict[tuple, list[Node]] = defaultdict(list)
