@@ -198,3 +198,23 @@ def test_decode_plan_text_and_json(gqa):
     assert j["phase"] == "decode" and j["context"] == 32 and all(c["phase"] == "forward" for c in j["collectives"])
     assert {o["name"] for o in j["ops"]} >= {"k_append", "v_append", "fc3", "swiglu"}
     assert j["memory"][0]["kv_cache_bytes"] == 2 * 33 * 1 * (8 + 4) * 8  # B · (S+1) · k_g · (d_qk/m + d_v/m) · β
+
+
+def test_audit_compares_the_deployment_with_the_best_kv_shard_partition():
+    """The claims file's partition (helix-70b 4x4, concat) against every n x p KV-shard partition
+    of the 16 GPUs: recomputed here from the Plans' collectives."""
+    from helixlib.audit import AuditContext, load_claims
+    from helixlib.audit.registry import CHECKS
+
+    ctx = AuditContext(load_claims().context)
+    got = CHECKS["kv_alternative"](ctx)
+
+    def sent(plan):
+        return max(sum(c.bytes_sent_per_rank for c in plan.collectives_for_rank(r, "forward")) for r in range(16))
+    figures = {p.label: sent(build_plan(ctx.model, p)) for p in valid_partitions(ctx.model, 16, kv=True)}
+    assert got.value == min(figures, key=figures.get) == "8x2kv"
+    assert sent(build_plan(ctx.model, ctx.partition)) > 2 * max(figures.values())  # the partial scores
+    decode = CHECKS["kv_alternative"](ctx, phase="decode", metric="memory")
+    assert decode.value in figures and "one decode step" in decode.detail
+    with pytest.raises(HelixInputError, match="args.metric: must be one of bytes_sent, memory"):
+        CHECKS["kv_alternative"](ctx, metric="flops")
