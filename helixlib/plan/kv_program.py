@@ -42,7 +42,7 @@ from helixlib.plan.names import (
 )
 from helixlib.plan.ops import CommPoint, Op, numel
 from helixlib.plan.partition import Partition
-from helixlib.plan.program import RankProgram, mlp_steps
+from helixlib.plan.program import RankProgram, mlp_steps, row_parallel_out
 from helixlib.plan.shards import Shard
 
 
@@ -105,12 +105,7 @@ def kv_rank_program(model: ModelConfig, part: Partition, sh: Shard, phase: str =
     flops = pk * (COMBINE_FLOPS_PER_ELEMENT * numel(out_shape) + COMBINE_FLOPS_PER_ROW * B * Lq * h_o)
     moved = (o_in + numel(out_shape)) * p.beta + o_in // dv * lse_bytes(p.beta)
     o = p.op("combine", OpKind.COMBINE, received, "o", out_shape, flops=flops, nbytes=moved)
-    w = h_o * dv
-    a = p.op("out_proj", OpKind.MATMUL, [o], "a_part", (B, Lq, D), params=[("Wo[rows, :]", (w, D))],
-             gemm=(1, B * Lq, w, D))
-    a = p.comm(Comm.OUT_PROJ_ALLREDUCE, Mapping.REDUCE_FROM_REGION, MeshDim.WORLD, a, "a", None)
-    x1 = p.op("residual1", OpKind.ADD, [x, a], "x1", (B, Lq, D), params=[("bo", (D,))], per_element=2)
-    mlp_steps(p, x1, Lq)
+    mlp_steps(p, row_parallel_out(p, x, o, h_o * dv, Lq), Lq)
     return p.steps
 
 

@@ -95,6 +95,16 @@ class RankProgram:
                        nbytes=moved)
 
 
+def row_parallel_out(p: RankProgram, x: str, o: str, width: int, tokens: int) -> str:
+    """out_proj on this rank's ``width`` rows of Wo, all-reduced over the world, then the residual
+    with bo added once: x1 [B, tokens, D]."""
+    B, D = p.model.batch, p.model.hidden
+    a = p.op("out_proj", OpKind.MATMUL, [o], "a_part", (B, tokens, D), params=[("Wo[rows, :]", (width, D))],
+             gemm=(1, B * tokens, width, D))
+    a = p.comm(Comm.OUT_PROJ_ALLREDUCE, Mapping.REDUCE_FROM_REGION, MeshDim.WORLD, a, "a", None)
+    return p.op("residual1", OpKind.ADD, [x, a], "x1", (B, tokens, D), params=[("bo", (D,))], per_element=2)
+
+
 def mlp_steps(p: RankProgram, x1: str, tokens: int) -> str:
     """LN2, FC1 (and FC3) column parallel, GELU (or SwiGLU), FC2 row parallel over all ranks, residual."""
     model = p.model
@@ -168,10 +178,6 @@ def rank_program(model: ModelConfig, part: Partition, sh: Shard, phase: str = St
         a = p.comm(Comm.OUT_ALLGATHER, Mapping.GATHER_FROM_REGION, MeshDim.WORLD, a, "a", (B, Lq, D), dim=2)
         x1 = p.op("residual1", OpKind.ADD, [x, a], "x1", (B, Lq, D))
     else:
-        w = h_g * dv_s
-        a = p.op("out_proj", OpKind.MATMUL, [o], "a_part", (B, Lq, D), params=[("Wo[rows, :]", (w, D))],
-                 gemm=(1, B * Lq, w, D))
-        a = p.comm(Comm.OUT_PROJ_ALLREDUCE, Mapping.REDUCE_FROM_REGION, MeshDim.WORLD, a, "a", None)
-        x1 = p.op("residual1", OpKind.ADD, [x, a], "x1", (B, Lq, D), params=[("bo", (D,))], per_element=2)
+        x1 = row_parallel_out(p, x, o, h_g * dv_s, Lq)
     mlp_steps(p, x1, Lq)
     return p.steps

@@ -259,7 +259,10 @@ class TorchCommunicator(Communicator):
         return out
 
     def _all_to_all_start(self, t, group):
-        """``all_to_all_single`` (gloo and NCCL both have it) with equal splits along dim 0."""
+        """``all_to_all_single`` with equal splits along dim 0: the real collective on both backends
+        (PyTorch's backend table lists all_to_all for gloo on CPU and NCCL on GPU,
+        https://docs.pytorch.org/docs/stable/distributed.html#backends; gloo's is exercised by the
+        tests, NCCL's has not run here: no GPU)."""
         out = torch.empty_like(t)
         work = self.dist.all_to_all_single(out, t, group=self.groups[group], async_op=True)
         return lambda: (work.wait(), out)[1]

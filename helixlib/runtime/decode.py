@@ -15,16 +15,16 @@ all-reduce grows by one key per step; the KV shards' All-to-Alls do not grow.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
 import torch
 
 from helixlib.plan import Plan
-from helixlib.runtime.communicator import Communicator, Rendezvous, ThreadCommunicator
+from helixlib.runtime.communicator import Communicator
 from helixlib.runtime.dense import TORCH_DTYPES, dense_model_block, init_decode_input, init_weights
 from helixlib.runtime.layer import HelixBlock
+from helixlib.runtime.simulate import run_threads
 from helixlib.runtime.trace import Trace
 from helixlib.runtime.verify import Comparison, RankOutput, Reference, compare
 
@@ -104,25 +104,7 @@ def simulate_decode(plans: list[Plan], dtype: str = "fp64", seed: int = 0,
     """Every rank a thread of this process (``ThreadCommunicator``): the decode loop of
     ``len(plans)`` steps, compared with dense decoding. The first rank failure is re-raised."""
     plan = plans[0]
-    G = plan.world_size
-    rv = Rendezvous(timeout)
-    outputs: list[RankOutput | None] = [None] * G
-    traces = [Trace(r) for r in range(G)]
-    errors: list[BaseException] = []
-
-    def worker(r: int):
-        try:
-            comm = ThreadCommunicator(r, plan.partition, rv, traces[r])
-            outputs[r] = run_decode(prepare_decode(plan, r, comm, len(plans), dtype, seed))
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-            rv.fail(exc)
-
-    threads = [threading.Thread(target=worker, args=(r,), name=f"rank{r}", daemon=True) for r in range(G)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise next((e for e in errors if type(e).__name__ != "PeerFailed"), errors[0])
+    traces = [Trace(r) for r in range(plan.world_size)]
+    outputs = run_threads(plan, traces, lambda r, comm: run_decode(prepare_decode(plan, r, comm, len(plans), dtype,
+                                                                                   seed)), timeout)
     return verify_decode(plans, outputs, seed, dtype), traces
