@@ -3,7 +3,7 @@ the bytes each decode step moves (measured against the Plan), and HOP-B's overla
 shards' All-to-All (exposed communication with and without).
 
     .venv/bin/python benchmarks/bench_kv.py [--model helix-tiny-gqa] [--batch 8] [--seq-len 256]
-                                            [--repeats 20] [--rounds 2]
+                                            [--repeats 20] [--rounds 2] [--only "decode 4x4kv"]
 
 Every configuration is launched ``--rounds`` times, interleaved, and reported as the median over
 rounds of the median step (timed_steps: the slowest rank, all ranks starting together). The machine
@@ -80,6 +80,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", default="", help="run the configurations whose label contains this (e.g. 4x4kv)")
     a = ap.parse_args()
     from helixlib import Partition, load_model
     from helixlib.runtime.launch import launch_local
@@ -87,16 +88,17 @@ def main():
 
     print(machine())
     model = load_model(a.model, batch=a.batch, seq_len=a.seq_len, dtype="fp32")
-    got = {label: [] for label, _, _ in CONFIGS}
+    configs = [c for c in CONFIGS if a.only in c[0]]
+    got = {label: [] for label, _, _ in configs}
     for _ in range(a.rounds):
-        for label, kw, phase in CONFIGS:
+        for label, kw, phase in configs:
             spec = RunSpec(model, Partition(**kw), phase=phase, verify=False)
             got[label].append(launch_local(spec, rank_fn=functools.partial(rank_fn, repeats=a.repeats)))
     print(f"{model.name} B={model.batch} S={model.seq_len} (decode: 1 token after S cached) fp32, 16 ranks x 1 thread, "
           f"gloo; median step of {a.repeats} (slowest rank), median of {a.rounds} launches")
     print(f"{'configuration':>22}  {'step ms':>8}  {'A2A blocked ms':>14}  {'bytes (rank 0)':>15}  {'== Plan':>7}")
     base = {}
-    for label, _, phase in CONFIGS:
+    for label, _, phase in configs:
         rows = got[label]
         step = statistics.median(r[0] for r in rows)
         blocked = statistics.median(r[1] for r in rows)

@@ -74,8 +74,9 @@ def test_the_cache_grows_across_shards():
                          ids=lambda p: p.label)
 def test_low_precision_is_as_close_as_the_dense_block_in_that_precision(dtype, part):
     """TOLERANCE[dtype] (helixlib.runtime.verify). The KV shards round each partial output to the
-    dtype once more before the combine (which runs in fp32, as TensorRT-LLM's); measured: bf16
-    6.6e-3 forward (dense bf16: 5.8e-3), fp32 2.8e-7 (3.1e-7). So: within 3x the dense error."""
+    dtype once more before the combine (softmax statistics, LSE and combine in fp32, as
+    TensorRT-LLM's); measured on helix-tiny-gqa: bf16 prefill 6.6e-3 forward, 1.8e-2 backward
+    (dense bf16 5.8e-3), decode 5.1e-3 (5.3e-3); fp32 2.8e-7 (3.1e-7). So: within 3x the dense error."""
     model = GQA.replace(dtype=dtype)
     c = simulate(build_plan(model, part), dtype=dtype, backward=True)
     assert c.ok and c.forward_error <= 3 * c.dense_error, c.to_dict()

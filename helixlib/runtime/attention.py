@@ -44,9 +44,11 @@ def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
 
 def masked_softmax(s: torch.Tensor, scale: float, mask: torch.Tensor | None):
     """softmax(s·scale, masked) over the last dim, safe for rows with no visible key.
-    Returns (p, row max, row sum, empty rows): p [..., L_q, L_k]; the others [..., L_q, 1].
-    The max is a constant shift (detached): the softmax and its LSE do not depend on it."""
-    z = s * scale
+    Returns (p, row max, row sum, empty rows): p [..., L_q, L_k] in s's dtype; the others
+    [..., L_q, 1], in fp32 at least (half-precision scores are softmaxed in fp32, as
+    ``torch.softmax`` and flash kernels do: the row statistics become the LSE the combine weighs
+    shards by). The max is a constant shift (detached): the softmax and its LSE do not depend on it."""
+    z = s.float() * scale if s.element_size() < 4 else s * scale
     if mask is not None:
         z = z.masked_fill(mask, float("-inf"))
     m = z.amax(-1, keepdim=True).detach()
@@ -55,7 +57,7 @@ def masked_softmax(s: torch.Tensor, scale: float, mask: torch.Tensor | None):
     e = torch.exp(z - m)
     total = e.sum(-1, keepdim=True)
     total = torch.where(empty, torch.ones_like(total), total)
-    return e / total, m, total, empty
+    return (e / total).to(s.dtype), m, total, empty
 
 
 def row_lse(m: torch.Tensor, total: torch.Tensor, empty: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

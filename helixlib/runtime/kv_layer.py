@@ -72,10 +72,11 @@ class KvShardAttention(nn.Module):
         """(k, v, key positions, query positions) of this shard for this step."""
         B, Lq, _ = h1.shape
         if self.cache is None:  # prefill: the rows of the positions this shard owns
-            rows = h1[:, self.own]
+            own = self.own.to(h1.device)
+            rows = h1[:, own]
             k = self.k_proj(rows).view(B, -1, self.k_g, self.d_qk)
             v = self.v_proj(rows).view(B, -1, self.k_g, self.d_v)
-            return k, v, self.own, torch.arange(Lq, device=h1.device)
+            return k, v, own, torch.arange(Lq, device=h1.device)
         position = self.cache.next_position
         k, v = self.cache.append(self.k_proj(h1).view(B, 1, self.k_g, self.d_qk),
                                  self.v_proj(h1).view(B, 1, self.k_g, self.d_v), self.trace)
