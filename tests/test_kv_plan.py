@@ -218,3 +218,16 @@ def test_audit_compares_the_deployment_with_the_best_kv_shard_partition():
     assert decode.value in figures and "one decode step" in decode.detail
     with pytest.raises(HelixInputError, match="args.metric: must be one of bytes_sent, memory"):
         CHECKS["kv_alternative"](ctx, metric="flops")
+
+
+def test_dag_draws_kv_shard_and_decode_plans_with_the_same_checks(tmp_path):
+    r = run_cli("dag", "--model", "helix-tiny-gqa", "-n", "2", "--kv-shards", "8", "--phase", "decode", "--compact",
+                "--out", str(tmp_path), "--formats", "svg", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    files = json.loads(r.stdout)["files"]
+    names = {c["name"] for f in files for c in f["checks"]}
+    assert names == {"dag_acyclic", "dag_nodes_have_shapes_and_ranks", "dag_edge_shapes_match",
+                     "dag_collectives_match_plan", "dag_residuals_present", "dag_input_to_output_on_every_rank"}
+    assert all(c["ok"] for f in files for c in f["checks"])
+    svg = (tmp_path / "mha_layer_0_partitioned.svg").read_text()
+    assert "o_all_to_all" in svg and "KV shards" in svg
