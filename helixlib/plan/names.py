@@ -182,7 +182,8 @@ class OpKind(StrEnum):
 #: plus its max), a KV-cache append 0 (a copy).
 FLOPS_PER_ELEMENT: dict[str, int] = {OpKind.LAYERNORM: 9, OpKind.SOFTMAX: 5, OpKind.GELU: 8, OpKind.ADD: 1,
                                      OpKind.SWIGLU: 6, OpKind.LSE: 2, OpKind.KV_APPEND: 0}
-ELEMENTWISE_KINDS = tuple(FLOPS_PER_ELEMENT)
+#: the element-wise ops of the multi-head GELU block, which calibration measures and the estimator prices
+ELEMENTWISE_KINDS = (OpKind.LAYERNORM, OpKind.SOFTMAX, OpKind.GELU, OpKind.ADD)
 
 #: the combine, per source shard: 2 FLOPs per output element (multiply by the weight, add) and 4 per
 #: (query, head) row (max, subtract, exp and add for LSE = log Σ exp(LSE_i); the weight exp(LSE_i −
