@@ -231,3 +231,18 @@ def test_dag_draws_kv_shard_and_decode_plans_with_the_same_checks(tmp_path):
     assert all(c["ok"] for f in files for c in f["checks"])
     svg = (tmp_path / "mha_layer_0_partitioned.svg").read_text()
     assert "o_all_to_all" in svg and "KV shards" in svg
+
+
+def test_owned_ranges_agree_with_the_owner_of_each_position():
+    """The block-wise ranges (fast, for 1M-token contexts) and the per-position owner (decode's
+    append rule) are one placement; causal_pairs in closed form equals the count."""
+    import itertools
+    for L, p, tpb, placement, extra in itertools.product((5, 32, 33), (1, 3, 4), (1, 2, 8), ("round_robin",
+                                                                                            "contiguous"), (0, 40)):
+        if kv_layout.n_blocks(L, tpb) < p:
+            continue
+        for j in range(p):
+            want = [t for t in range(L + extra) if kv_layout.owner(t, L, p, tpb, placement) == j]
+            ranges = kv_layout.owned_ranges(j, L + extra, L, p, tpb, placement)
+            assert [t for lo, hi in ranges for t in range(lo, hi)] == want
+            assert kv_layout.causal_pairs(ranges, L) == sum(max(L - t, 0) for t in want)
