@@ -36,7 +36,7 @@ EXPECTED = {
     "mha.qkv.flops_per_partition", "mha.qkv.flops_total", "mha.scores.flops", "mha.attn_v.flops",
     "mha.per_segment_attention", "mlp.fc1.flops_per_gpu", "mlp.fc1.flops_total", "mlp.fc2.output",
     "mlp.fc2.flops_per_gpu", "mlp.fc2.flops_total", "load.mha_ops", "comm.mha_pattern",
-    "comm.inter_group_size", "comm.fc1_gather", "risk.least_traffic", "balance.activations_split",
+    "comm.inter_group_size", "comm.fc1_gather", "risk.least_traffic", "risk.kv_shards", "balance.activations_split",
     "perf.speedup", "perf.comm_overhead", "perf.memory_reduction", "runtime.estimate", "risk.memory_overflow",
     "conclusion.communication", "conclusion.optimal", "conclusion.production_ready",
     ],

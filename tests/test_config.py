@@ -99,7 +99,15 @@ def test_bad_new_fields_are_one_line_errors(change, message):
     assert str(e.value).startswith(message)
 
 
-def test_the_head_dim_plan_refuses_what_it_does_not_model_yet():
+def test_the_design_space_and_the_estimator_refuse_what_they_do_not_model_yet():
+    """The Plan models grouped-query attention, other head dims and SwiGLU (tests/test_kv_plan.py);
+    the design space and the estimator still price multi-head attention with a GELU MLP only."""
     from helixlib import Partition, build_plan
+    from helixlib.estimate.hardware import load_cluster
+    from helixlib.estimate.workload import program_from_plan
+    gqa = load_model("helix-tiny").replace(kv_heads=4)
+    plan = build_plan(gqa, Partition(4, 4))
     with pytest.raises(HelixInputError, match="kv_heads"):
-        build_plan(load_model("helix-tiny").replace(kv_heads=4), Partition(4, 4))
+        program_from_plan(plan, 0, load_cluster("dgx-a100"))
+    with pytest.raises(HelixInputError, match="kv_shards"):
+        program_from_plan(build_plan(load_model("helix-tiny"), Partition(4, kv_shards=4)), 0, load_cluster("dgx-a100"))

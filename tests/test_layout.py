@@ -118,7 +118,8 @@ def test_no_import_cycles():
 def test_the_cycle_finder_finds_a_cycle():
     graph = _module_graph()
     graph["helixlib.plan.model"] = graph["helixlib.plan.model"] | {"helixlib.plan.build"}  # build imports model
-    assert ["helixlib.plan.build", "helixlib.plan.model", "helixlib.plan.build"] in [c[-3:] for c in find_cycles(graph)]
+    # build imports model (directly and through its modules): the injected edge closes a cycle
+    assert any(c[-2:] == ["helixlib.plan.model", "helixlib.plan.build"] for c in find_cycles(graph))
 
 
 def test_no_module_is_longer_than_300_lines():

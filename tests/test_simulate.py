@@ -72,7 +72,13 @@ def test_a_failing_rank_surfaces_its_error(tiny, monkeypatch):
         simulate(build_plan(tiny, Partition(4, 4)))
 
 
-@pytest.mark.parametrize("mapping", list(MAPPINGS))
+def test_every_mapping_but_the_gradient_sync_is_an_autograd_function():
+    """grad_sync runs after backward (helixlib.runtime.verify.sync_gradients, tested with the KV shards)."""
+    from helixlib.runtime.mappings import FUNCTIONS
+    assert set(MAPPINGS) - set(FUNCTIONS) == {"grad_sync"}
+
+
+@pytest.mark.parametrize("mapping", [m for m in MAPPINGS if m != "grad_sync"])
 def test_each_mapping_calls_the_collectives_the_plan_table_names(mapping):
     """Two simulated ranks apply one mapping forward and backward; the kinds their communicator
     recorded must be the Plan's (forward, backward) pair for it."""

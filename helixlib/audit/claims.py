@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import helixlib.audit.checks_cost  # noqa: F401 - registers the estimator, DAG and script checks
+import helixlib.audit.checks_kv  # noqa: F401 - registers the comparison with KV-shard partitions
 import helixlib.audit.checks_plan  # noqa: F401 - registers the plan and run checks
 from helixlib.audit.context import AuditContext
 from helixlib.audit.registry import CHECKS, Computed, bind, call

@@ -6,7 +6,18 @@ from __future__ import annotations
 import argparse
 
 from helixlib.core.presets import DEFAULT_MODEL
-from helixlib.plan import OUTPUT_MODES, QK_MODES, OutputMode, Partition, Plan, QkMode, build_plan, load_model
+from helixlib.plan import (
+    OUTPUT_MODES,
+    QK_MODES,
+    KvPlacement,
+    OutputMode,
+    Partition,
+    Plan,
+    QkMode,
+    StepPhase,
+    build_plan,
+    load_model,
+)
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # computed, but a check, a comparison or a run failed
@@ -24,21 +35,39 @@ def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> Non
     """Options every command that builds a Plan shares."""
     p.add_argument("--model", default=model, help=f"preset name or YAML file (default {model})")
     p.add_argument("--head-groups", "-n", default="4", help="n, head groups (default 4)")
-    p.add_argument("--dim-segments", "-m", default="4", help="m, head-dim segments (default 4)")
+    p.add_argument("--dim-segments", "-m", default=None, help="m, head-dim segments (default 4; 1 with --kv-shards)")
+    p.add_argument("--kv-shards", default=None,
+                   help="p, KV-sequence shards (Helix Parallelism): the second level instead of --dim-segments")
+    p.add_argument("--kv-placement", default=KvPlacement.ROUND_ROBIN,
+                   help=f"which shard owns a block of KV positions: one of {', '.join(KvPlacement)}")
+    p.add_argument("--tokens-per-block", default=None,
+                   help="KV positions per block (default 32, fewer when the context has under 2 blocks per shard)")
+    p.add_argument("--hop-b", default="1",
+                   help="decode with KV shards: batch chunks whose All-to-All overlaps the next chunk's attention")
+    p.add_argument("--phase", default=StepPhase.PREFILL,
+                   help=f"one of {', '.join(StepPhase)} (decode: one new token per sequence, a cache of seq_len)")
     p.add_argument("--qk-mode", default=QkMode.REDUCE_SCORES,
                    help=f"one of {', '.join(QK_MODES)}; {QkMode.SEGMENT_LOCAL} is the plan's literal (incorrect) "
                         "dataflow")
     p.add_argument("--output", default=OutputMode.ALLREDUCE, help=f"one of {', '.join(OUTPUT_MODES)}")
     p.add_argument("--world-size", default=None, help="check that n x m equals this many ranks")
-    for flag in ("seq-len", "batch", "layers"):
+    for flag in ("seq-len", "batch", "layers", "kv-heads"):
         p.add_argument(f"--{flag}", default=None, help=f"override the preset's {flag.replace('-', '_')}")
     p.add_argument("--dtype", default=None, help="override the preset's dtype (fp64, fp32, bf16, fp16)")
     p.add_argument("--causal", default=None, choices=("true", "false"), help="override the preset's causal")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
+def partition_from_args(a: argparse.Namespace) -> Partition:
+    """The partition the options name (``--kv-shards`` makes the second level KV shards)."""
+    kv = a.kv_shards is not None
+    m = a.dim_segments if a.dim_segments is not None else ("1" if kv else "4")
+    return Partition(a.head_groups, m, a.qk_mode, a.output, a.kv_shards if kv else 1, a.kv_placement,
+                     a.tokens_per_block, a.hop_b)
+
+
 def plan_from_args(a: argparse.Namespace) -> Plan:
     causal = None if a.causal is None else a.causal == "true"
-    model = load_model(a.model, seq_len=a.seq_len, batch=a.batch, layers=a.layers, dtype=a.dtype, causal=causal)
-    part = Partition(a.head_groups, a.dim_segments, a.qk_mode, a.output)
-    return build_plan(model, part, a.world_size)
+    model = load_model(a.model, seq_len=a.seq_len, batch=a.batch, layers=a.layers, dtype=a.dtype, causal=causal,
+                       kv_heads=a.kv_heads)
+    return build_plan(model, partition_from_args(a), a.world_size, a.phase)

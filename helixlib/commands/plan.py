@@ -8,6 +8,7 @@ import sys
 
 from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
 from helixlib.plan.checks import run_checks
+from helixlib.views import kv_report
 from helixlib.views.reports import plan_report
 
 add_args = add_plan_args
@@ -20,5 +21,5 @@ def run(a: argparse.Namespace) -> int:
         json.dump(plan.to_dict(checks), sys.stdout)
         print()
     else:
-        print(plan_report(plan, checks))
+        print(kv_report.plan_report(plan, checks) if kv_report.needs_kv_report(plan) else plan_report(plan, checks))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECK_FAILED

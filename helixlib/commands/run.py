@@ -14,8 +14,10 @@ from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, 
 from helixlib.core.errors import HelixInputError, positive_int
 from helixlib.core.files import write_text_atomic
 from helixlib.core.presets import DEFAULT_RUN_MODEL
+from helixlib.plan import StepPhase
 from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
 from helixlib.runtime.run import Fault, RunSpec
+from helixlib.views import kv_report
 from helixlib.views.reports import run_report
 
 
@@ -27,7 +29,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-method", default="forkserver", help=f"local launcher: one of {', '.join(START_METHODS)}")
     p.add_argument("--collective-timeout", default="60", help="seconds before a collective counts as hung")
     p.add_argument("--timeout", default=None, help="seconds for the whole local run (default 120 + 3 x collective)")
-    p.add_argument("--warmup", default="0", help="untimed steps before the recorded one")
+    p.add_argument("--warmup", default="0", help="untimed steps (decode: loops) before the recorded one")
+    p.add_argument("--steps", default="1", help="with --phase decode: tokens generated per sequence (default 1)")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with the dense block")
     p.add_argument("--save", default=None, help="write the full result (with per-rank traces) as JSON here")
     p.add_argument("--inject-fault", default=None, metavar="RANK:COLLECTIVE:raise|hang|crash",
@@ -55,10 +58,16 @@ def _seconds(field: str, text: str) -> float:
 
 def spec_from_args(a: argparse.Namespace) -> RunSpec:
     plan = plan_from_args(a)
+    steps = positive_int("steps", a.steps)
+    if plan.phase == StepPhase.DECODE and a.backward:
+        raise HelixInputError("backward", "decode steps run forward only (use --phase prefill)", True)
+    if plan.phase != StepPhase.DECODE and steps != 1:
+        raise HelixInputError("steps", "counts decode tokens: it needs --phase decode", steps)
     return RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
                    backward=a.backward, verify=not a.no_verify, device=a.device,
                    collective_timeout_s=_seconds("collective_timeout", a.collective_timeout),
-                   warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault))
+                   warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault),
+                   phase=plan.phase, steps=steps)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -82,6 +91,10 @@ def run(a: argparse.Namespace) -> int:
         d = result.to_dict()
         d.pop("traces")  # in --save; keep stdout readable
         print(json.dumps(d))
+    elif result.spec.partition.kv or result.spec.phase == StepPhase.DECODE:
+        text = run_report(result).split("\n", 1)[1]  # its first line describes the head-dim split
+        extra = kv_report.decode_lines(result) if result.spec.phase == StepPhase.DECODE else []
+        print("\n".join([kv_report.run_headline(result), *extra, text]))
     else:
         print(run_report(result))
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter, deque
 
 from helixlib.dag.graph import Dag, Node, section_steps
-from helixlib.plan import Op, Plan
+from helixlib.plan import MeshDim, Op, Plan
 from helixlib.plan.checks import CheckResult
 
-MESH_GROUPS = ("dim_segment", "head_group", "world")
+MESH_GROUPS = tuple(MeshDim)  # dim_segment, head_group, kv_shard, kv_share, world
 
 
 def _issues(name: str, problems: list[str], ok_detail: str) -> CheckResult:

@@ -32,7 +32,7 @@ from helixlib.dag.checks import run_dag_checks
 from helixlib.dag.graph import Dag, build_dag
 from helixlib.dag.render import INSTALL_HINT, DotNotFound, dot_program, dot_source
 from helixlib.dag.views import model_view, stage_view
-from helixlib.plan import Plan
+from helixlib.plan import Plan, StepPhase
 from helixlib.plan.checks import CheckResult
 
 FILES = ("mha_layer_0_partitioned", "mlp_layer_0_tensor_parallel", "complete_helix_model")
@@ -57,7 +57,9 @@ class DagFile:
 def dag_files(plan: Plan, compact: bool = False, rank: int = 0) -> list[DagFile]:
     """The three graphs of the deployment plan, their views and their checks (nothing written)."""
     expand = rank if compact else None
-    graphs = (build_dag(plan, "mha"), build_dag(plan, "mlp"), build_dag(plan, "block", plan.model.layers))
+    bwd = plan.phase != StepPhase.DECODE  # a decode step has no backward
+    graphs = (build_dag(plan, "mha", backward=bwd), build_dag(plan, "mlp", backward=bwd),
+              build_dag(plan, "block", plan.model.layers, backward=bwd))
     views = [stage_view(g, expand) if compact else g for g in graphs[:2]] + [model_view(graphs[2], expand)]
     return [DagFile(name, g, v, run_dag_checks(g, plan)) for name, g, v in zip(FILES, graphs, views)]
 

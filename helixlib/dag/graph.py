@@ -241,9 +241,19 @@ def tensor_shape(program: list[Op | CommPoint], tensor: str) -> Shape:
     raise KeyError(tensor)
 
 
+def partition_words(plan: Plan) -> str:
+    """The partition in a few words for titles (and the phase when it is decode)."""
+    p = plan.partition
+    if p.kv:
+        words = (f"n={p.head_groups} x p={p.kv_shards} KV shards, {p.kv_placement} blocks of {p.tokens_per_block}"
+                 + (f", HOP-B x{p.hop_b}" if p.hop_b > 1 else ""))
+    else:
+        words = f"n={p.head_groups} x m={p.dim_segments}, {p.qk_mode}, output={p.output}"
+    return words + (f", decode step {plan.step} (context {plan.context})" if plan.phase == "decode" else "")
+
+
 def _plan_title(plan: Plan, what: str) -> str:
-    p, m = plan.partition, plan.model
-    return f"{m.name} {what}: n={p.head_groups} x m={p.dim_segments}, {p.qk_mode}, output={p.output}"
+    return f"{plan.model.name} {what}: {partition_words(plan)}"
 
 
 def build_dag(plan: Plan, section: str = "block", layers: int = 1, backward: bool = True) -> Dag:

@@ -84,7 +84,7 @@ def node_label(n: Node) -> str:
 def _node_attrs(n: Node, plan: Plan) -> dict:
     p = plan.partition
     if n.kind in LANE_KINDS:
-        fill = rank_color(n.ranks[0], p.head_groups, p.dim_segments)
+        fill = rank_color(n.ranks[0], p.head_groups, p.second)
         return {"shape": "box", "style": "rounded,filled", "fillcolor": fill, "fontcolor": text_color(fill),
                 "group": f"r{n.ranks[0]}"}
     if n.kind == "comm" and n.forward is None:
@@ -99,7 +99,7 @@ def _edge_attrs(e: Edge, dag: Dag, plan: Plan) -> dict:
     """Rank colour and shape label; a residual is dashed; an edge inside one rank's lane
     (operator to operator) weighs more, to keep the lane straight."""
     p = plan.partition
-    attrs = {"color": rank_color(e.rank, p.head_groups, p.dim_segments), "label": fmt_shape(e.shape),
+    attrs = {"color": rank_color(e.rank, p.head_groups, p.second), "label": fmt_shape(e.shape),
              "penwidth": "1.6"}
     if e.residual:
         attrs.update(style="dashed", label=f"skip {fmt_shape(e.shape)}")
@@ -124,6 +124,9 @@ def _cluster_label(plan: Plan, g: int, rank: int | None) -> str:
         sh = next(s for s in plan.shards if s.head_group == g)
         return f"head group {g}: heads {sh.heads[0]}-{sh.heads[1] - 1}"
     sh = plan.shards[rank]
+    if plan.partition.kv:
+        return (f"GPU {rank}  (g={sh.head_group}, j={sh.kv_shard})  {sh.kv_length} KV positions, "
+                f"combines heads {sh.out_heads[0]}-{sh.out_heads[1] - 1}")
     return (f"GPU {rank}  (g={sh.head_group}, s={sh.dim_segment})  "
             f"head-dim columns [{sh.dim_slice[0]}, {sh.dim_slice[1]})")
 
@@ -146,6 +149,11 @@ LEGEND = ("colour = GPU (hue: head group, shade: dim segment) · black box = col
           "dashed box = backward-only mapping (f) · dashed edge = residual · edge labels = shapes")
 
 
+def legend(plan: Plan) -> str:
+    """:data:`LEGEND`, with "KV shard" for the shade of a KV-shard plan."""
+    return LEGEND.replace("dim segment", "KV shard") if plan.partition.kv else LEGEND
+
+
 def _lane_ys(dot_source: str) -> dict[int, float]:
     """Mean vertical position of each rank's lane in ``dot``'s layout (``-Tplain``)."""
     plain = subprocess.run([dot_program(), "-Tplain"], input=dot_source, capture_output=True, text=True,
@@ -165,7 +173,7 @@ def to_dot(dag: Dag, plan: Plan, name: str, lane_order: dict[int, list[int]] | N
     g = graphviz.Digraph(name, graph_attr={
         "rankdir": "LR", "newrank": "true", "ordering": "out", "mclimit": "0.1", "fontname": "Helvetica",
         "labelloc": "t", "nodesep": "0.12", "ranksep": "0.35",
-        "label": f"<<b>{html.escape(dag.title)}</b><br/>{_small(LEGEND)}>"},
+        "label": f"<<b>{html.escape(dag.title)}</b><br/>{_small(legend(plan))}>"},
         node_attr={"fontname": "Helvetica", "fontsize": "10", "margin": "0.08,0.03"},
         edge_attr={"fontname": "Helvetica", "fontsize": "7", "arrowsize": "0.6"})
     homes: dict[tuple, list[Node]] = defaultdict(list)

@@ -15,22 +15,26 @@ an operator: the simulation's comparison with the dense block catches that.
 
 A backward-only point (``copy_to_region``: identity in forward) leaves no forward record;
 it is placed as the plan's table says, just before the first step that reads its tensor,
-with the group and size of its recorded backward collective.
+with the group and size of its recorded backward collective. The gradient syncs of shared
+weights (KV shards' ``qkv_grad_allreduce``) move no activation and are in neither graph: the
+run's record of every collective against the Plan checks them. A decode loop's trace holds
+every step; the graph of step t is built from the events of step t, against step t's Plan.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from helixlib.dag.graph import Dag, DagBuilder, build_dag, tensor_shape
+from helixlib.dag.graph import Dag, DagBuilder, build_dag, partition_words, tensor_shape
 from helixlib.plan import CommPoint, Op, Plan
 from helixlib.plan.checks import CheckResult
 from helixlib.runtime.trace import CollectiveEvent, OpEvent, Trace
 
 
-def executed(trace: Trace, phase: str = "forward") -> list[OpEvent | CollectiveEvent]:
-    """One rank's operators and collectives of ``phase``, interleaved in the order they started."""
-    events = [e for e in trace.ops if e.phase == phase] + [c for c in trace.collectives if c.phase == phase]
+def executed(trace: Trace, phase: str = "forward", step: int = 0) -> list[OpEvent | CollectiveEvent]:
+    """One rank's operators and collectives of ``phase`` (of decode step ``step``), interleaved in
+    the order they started."""
+    events = [e for e in trace.ops + trace.collectives if e.phase == phase and e.step == step]
     return sorted(events, key=lambda e: e.start)
 
 
@@ -41,9 +45,11 @@ def _kind(event: CollectiveEvent | None) -> tuple[str, int] | None:
 def _add_rank(b: DagBuilder, plan: Plan, trace: Trace, backward: bool) -> None:
     r, problems = trace.rank, b.dag.problems
     table = {s.name: s for s in plan.programs[r]}
-    bwd = {c.name.removesuffix(".backward"): c for c in trace.collectives if c.phase == "backward"} if backward else {}
+    syncs = {c.name for c in plan.grad_syncs[r]} if plan.grad_syncs else set()  # weights' gradients: not drawn
+    bwd = {c.name.removesuffix(".backward"): c for c in trace.collectives
+           if c.phase == "backward" and c.name not in syncs} if backward else {}
     pending = [s for s in plan.programs[r] if isinstance(s, CommPoint) and s.forward_kind is None and s.name in bwd]
-    for ev in executed(trace):
+    for ev in executed(trace, step=plan.step):
         step = table.get(ev.name)
         if step is None or isinstance(step, Op) != isinstance(ev, OpEvent):
             problems.append(f"rank {r}: ran {ev.name!r}, which is no {type(ev).__name__[:-5].lower()} of the plan")
@@ -63,9 +69,7 @@ def _add_rank(b: DagBuilder, plan: Plan, trace: Trace, backward: bool) -> None:
 def dag_from_traces(plan: Plan, traces: list[Trace], backward: bool = True) -> Dag:
     """The block's graph as the ranks ran it (one Trace per rank, from the simulation or the
     distributed run). ``backward=True`` needs traces of a forward + backward step."""
-    p = plan.partition
-    dag = Dag(f"{plan.model.name} block as run: n={p.head_groups} x m={p.dim_segments}, {p.qk_mode}, "
-              f"output={p.output}", "block", 1, backward)
+    dag = Dag(f"{plan.model.name} block as run: {partition_words(plan)}", "block", 1, backward)
     b = DagBuilder(dag)
     b.source("x", {t.rank: tensor_shape(plan.programs[t.rank], "x") for t in traces})
     for trace in traces:

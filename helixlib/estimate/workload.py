@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from helixlib.core.errors import HelixInputError
 from helixlib.estimate.hardware import Cluster
 from helixlib.plan import Comm, CommPoint, Op, Plan
 
@@ -157,7 +158,13 @@ WGRAD_OVERLAP = {Comm.QKV_INPUT.backward(): ("q_proj", "k_proj", "v_proj"), Comm
 
 def program_from_plan(plan: Plan, rank: int, cluster: Cluster) -> Program:
     """Rank ``rank``'s Program, read off the plan: its ops (FLOPs, bytes, GEMM dims as the plan
-    counts them) and its collectives (group size, nodes spanned on ``cluster``)."""
+    counts them) and its collectives (group size, nodes spanned on ``cluster``). Prices the head-dim
+    split of multi-head attention with a GELU MLP in prefill; other Plans get a one-line error."""
+    if plan.partition.kv:
+        raise HelixInputError("kv_shards", "the estimator does not price KV-shard plans yet", plan.partition.kv_shards)
+    if plan.phase != "prefill":
+        raise HelixInputError("phase", "the estimator prices prefill (and training) steps only", str(plan.phase))
+    plan.model.require_standard_attention("the estimator")
     beta = plan.model.dtype_bytes
     sizes = {"x": math.prod((plan.model.batch, plan.model.seq_len, plan.model.hidden)) * beta}
     ops, forward, groups = [], [], set()

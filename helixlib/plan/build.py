@@ -1,37 +1,57 @@
-"""The Plan: one pre-LN transformer block split over n head groups × m dim segments.
+"""The Plan: one pre-LN transformer block split over n head groups × (m dim segments or p KV
+shards), for one step of a phase: prefill (the whole sequence; forward, and backward for
+training) or decode (one new token per sequence against a KV cache).
 
-A ``Plan`` is computed from ``(ModelConfig, Partition)`` and is the single source of
-truth of the workbook: per-rank shards, the per-rank program (operators and
-communication points, :mod:`helixlib.plan.program`), the ordered collectives (forward
-and backward) and the memory per rank. The DAG, the estimator, the distributed layer's
-trace and the audit are all compared against it.
+A ``Plan`` is computed from ``(ModelConfig, Partition, phase)`` and is the single source of
+truth of the workbook: per-rank shards, the per-rank program (operators and communication
+points, :mod:`helixlib.plan.program`, :mod:`helixlib.plan.kv_program`), the ordered collectives
+(forward, then backward, then the gradient syncs of shared weights) and the memory per rank. The
+DAG, the estimator, the distributed layer's trace and the audit are all compared against it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from helixlib.core.errors import HelixInputError
+from helixlib.plan.kv_program import grad_sync_points
 from helixlib.plan.model import ModelConfig
-from helixlib.plan.names import Phase
-from helixlib.plan.ops import Collective, CommPoint, Op, RankMemory, numel
+from helixlib.plan.names import Phase, StepPhase
+from helixlib.plan.ops import CACHE_TENSORS, Collective, CommPoint, Op, RankMemory, numel
 from helixlib.plan.partition import Partition
 from helixlib.plan.program import rank_program
 from helixlib.plan.shards import Shard, make_shards
 
+#: the steps whose outputs are score-shaped ([B, h_g, L_q, L_k]): counted as ``score_bytes``
+SCORE_STEPS = ("scores", "scores_allreduce", "softmax")
+
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything about one (model, partition): shards, programs, collectives, memory."""
+    """Everything about one (model, partition, phase step): shards, programs, collectives, memory."""
 
     model: ModelConfig
     partition: Partition
     shards: list[Shard]
     programs: list[list[Op | CommPoint]]  # index = rank
-    collectives: list[Collective]  # forward in call order, then backward in call order
+    collectives: list[Collective]  # forward in call order, then backward, then gradient syncs
+    phase: StepPhase = StepPhase.PREFILL
+    step: int = 0  # decode: the step (the cache holds seq_len + step positions before it)
+    grad_syncs: tuple[tuple[CommPoint, ...], ...] = ()  # per rank: after backward, shared weights
 
     @property
     def world_size(self) -> int:
         return self.partition.world_size
+
+    @property
+    def context(self) -> int:
+        """KV positions cached before this step: seq_len (+ step in decode)."""
+        return self.model.seq_len + self.step
+
+    @property
+    def tokens(self) -> int:
+        """Query tokens per sequence in this step: L in prefill, 1 in decode."""
+        return 1 if self.phase == StepPhase.DECODE else self.model.seq_len
 
     @property
     def ops(self) -> list[Op]:
@@ -62,66 +82,108 @@ class Plan:
         beta = self.model.dtype_bytes
         out = []
         for r, prog in enumerate(self.programs):
-            weights = act = scores = buffers = 0
+            weights = act = scores = buffers = cache = 0
             for op in self.rank_ops(r):
-                weights += sum(numel(s) for _, s in op.params) * beta
+                weights += sum(numel(s) for p, s in op.params if p not in CACHE_TENSORS) * beta
             for step in prog:
                 size = numel(step.output_shape) * beta
-                if len(step.output_shape) == 4 and step.output_shape[2:] == (self.model.seq_len,) * 2:
+                if step.name.split(".")[0] in SCORE_STEPS:
                     scores += size
+                elif isinstance(step, Op) and any(p in CACHE_TENSORS for p, _ in step.params):
+                    cache += size
                 elif isinstance(step, Op):
                     act += size
                 elif step.output != step.input:
-                    buffers += size
-            out.append(RankMemory(r, weights, act, scores, buffers))
+                    buffers += numel(step.output_shape) * (step.dtype_bytes or beta)
+            out.append(RankMemory(r, weights, act, scores, buffers, cache))
         return out
 
     def to_dict(self, checks: list | None = None) -> dict:
+        from helixlib.plan.kv_summary import kv_summary
+
         d = {
             "model": self.model.to_dict(),
             "partition": self.partition.to_dict(),
             "world_size": self.world_size,
+            "phase": str(self.phase),
             "ranks": [s.to_dict() for s in self.shards],
             "ops": [o.to_dict() for o in self.ops],
             "collectives": [c.to_dict() for c in self.collectives],
             "memory": [m.to_dict() for m in self.memory()],
+            "kv": kv_summary(self),
         }
+        if self.phase == StepPhase.DECODE:
+            d.update(step=self.step, context=self.context)
         if checks is not None:
             d["checks"] = [c.to_dict() for c in checks]
         return d
 
 
-def _collectives(part: Partition, programs: list[list[Op | CommPoint]], dtype_bytes: int) -> list[Collective]:
+def _collectives(part: Partition, programs: list[list[Op | CommPoint]], syncs, dtype_bytes: int,
+                 backward: bool) -> list[Collective]:
     """Every rank runs the same program, so step i is the same communication point on
     every rank; one Collective per distinct process group of that point. Backward runs
-    the points in reverse (autograd visits a chain backwards)."""
+    the points in reverse (autograd visits a chain backwards); the gradient syncs of shared
+    weights come last (after backward, as DDP's)."""
     G = part.world_size
     points = [[s for s in programs[r] if isinstance(s, CommPoint)] for r in range(G)]
     out: list[Collective] = []
 
-    def emit(i: int, phase: str, kind: str | None, name: str):
+    def emit(per_rank: list[CommPoint], phase: str, kind: str | None, name: str):
         if kind is None:
             return
         seen = set()
-        for r in range(G):
-            c = points[r][i]
+        for c in per_rank:
             if c.ranks in seen:
                 continue
             seen.add(c.ranks)
             full = c.full_shape
-            out.append(Collective(len(out), name, kind, phase, c.group, c.ranks, numel(full), dtype_bytes, full))
+            out.append(Collective(len(out), name, kind, phase, c.group, c.ranks, numel(full),
+                                  c.dtype_bytes or dtype_bytes, full))
 
     for i, c in enumerate(points[0]):
-        emit(i, Phase.FORWARD, c.forward_kind, c.name)
-    for i in reversed(range(len(points[0]))):
-        c = points[0][i]
-        emit(i, Phase.BACKWARD, c.backward_kind, f"{c.name}.backward")
+        emit([points[r][i] for r in range(G)], Phase.FORWARD, c.forward_kind, c.name)
+    if backward:
+        for i in reversed(range(len(points[0]))):
+            c = points[0][i]
+            emit([points[r][i] for r in range(G)], Phase.BACKWARD, c.backward_kind, f"{c.name}.backward")
+        for i, c in enumerate(syncs[0]):
+            emit([syncs[r][i] for r in range(G)], Phase.BACKWARD, c.backward_kind, c.name)
     return out
 
 
-def build_plan(model: ModelConfig, part: Partition, world_size: int | None = None) -> Plan:
-    """Validate ``part`` against ``model`` (and ``world_size`` if given) and compute the Plan."""
-    part.validate(model, world_size)
-    shards = make_shards(model, part)
-    programs = [rank_program(model, part, sh) for sh in shards]
-    return Plan(model, part, shards, programs, _collectives(part, programs, model.dtype_bytes))
+def check_phase(model: ModelConfig, part: Partition, phase: str) -> StepPhase:
+    """``phase`` as a StepPhase, and what it needs of the model and the partition."""
+    if phase not in tuple(StepPhase):
+        raise HelixInputError("phase", f"must be one of {', '.join(StepPhase)}", phase)
+    if phase == StepPhase.DECODE and not model.causal:
+        raise HelixInputError("causal", "decode appends one token after the cache: it needs a causal model", False)
+    if part.hop_b > 1 and phase != StepPhase.DECODE:
+        raise HelixInputError("hop_b", "overlaps the decode All-to-All with attention: it needs phase decode",
+                              part.hop_b)
+    if model.batch % part.hop_b:
+        raise HelixInputError("hop_b", f"must divide the batch ({model.batch})", part.hop_b)
+    return StepPhase(phase)
+
+
+def build_plan(model: ModelConfig, part: Partition, world_size: int | None = None,
+               phase: str = StepPhase.PREFILL, step: int = 0) -> Plan:
+    """Validate ``part`` against ``model`` (and ``world_size`` if given) and compute the Plan of
+    one ``phase`` step (decode: step ``step``, after ``seq_len + step`` cached positions)."""
+    part = part.validate(model, world_size)
+    phase = check_phase(model, part, phase)
+    decode = phase == StepPhase.DECODE
+    context = model.seq_len + step if decode else model.seq_len
+    shards = make_shards(model, part, context)
+    programs = [rank_program(model, part, sh, phase, context) for sh in shards]
+    syncs = tuple(tuple(grad_sync_points(model, part, sh)) for sh in shards)
+    return Plan(model, part, shards, programs, _collectives(part, programs, syncs, model.dtype_bytes, not decode),
+                phase, step if decode else 0, syncs)
+
+
+def decode_plans(model: ModelConfig, part: Partition, steps: int, world_size: int | None = None) -> list[Plan]:
+    """The Plans of ``steps`` decode steps in a row (step t after seq_len + t cached positions):
+    what a decode loop of that many tokens runs, step by step."""
+    from helixlib.core.errors import positive_int
+
+    return [build_plan(model, part, world_size, StepPhase.DECODE, t) for t in range(positive_int("steps", steps))]

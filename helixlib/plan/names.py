@@ -36,17 +36,50 @@ class OutputMode(StrEnum):
 OUTPUT_MODES = tuple(OutputMode)
 
 
+class SecondLevel(StrEnum):
+    """How each head group is split again over its ranks."""
+
+    DIM_SEGMENTS = "dim_segments"  # the head dimension: partial scores, reduced (or Q/K gathered)
+    #: the KV sequence (Helix Parallelism, arXiv 2507.07120): partial outputs and log-sum-exp per
+    #: shard, exchanged by one All-to-All and combined exactly
+    KV_SHARDS = "kv_shards"
+
+
 class MeshDim(StrEnum):
     """Process groups of a rank. ``DIM_SEGMENT`` is the m ranks that share a head group (they
-    hold different dim segments); ``HEAD_GROUP`` the n ranks that share a dim segment."""
+    hold different dim segments); ``HEAD_GROUP`` the n ranks that share a dim segment (or KV
+    shard); ``KV_SHARD`` the p ranks that share a head group (they hold different KV positions);
+    ``KV_SHARE`` the head groups that hold a copy of the same KV heads (grouped-query attention
+    with more head groups than KV heads)."""
 
     HEAD_GROUP = "head_group"
     DIM_SEGMENT = "dim_segment"
+    KV_SHARD = "kv_shard"
+    KV_SHARE = "kv_share"
     WORLD = "world"
 
 
 #: ``init_device_mesh(dev, (n, m), mesh_dim_names=MESH_DIM_NAMES)``: rank = g·m + s
 MESH_DIM_NAMES = (MeshDim.HEAD_GROUP.value, MeshDim.DIM_SEGMENT.value)
+#: the KV-shard partition's mesh ``(n, p)``: rank = g·p + j (the All-to-All group is contiguous)
+KV_MESH_DIM_NAMES = (MeshDim.HEAD_GROUP.value, MeshDim.KV_SHARD.value)
+
+
+class StepPhase(StrEnum):
+    """What one step of the Plan processes: the whole sequence (prefill, and training forward +
+    backward) or one new token per sequence against a KV cache of ``seq_len`` tokens (decode)."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class KvPlacement(StrEnum):
+    """Which KV shard owns a block of ``tokens_per_block`` positions: block b -> b mod p
+    (TensorRT-LLM's Helix; the cache grows evenly), or p contiguous runs of blocks (new
+    decode tokens then all land on the last shard)."""
+
+    ROUND_ROBIN = "round_robin"
+    CONTIGUOUS = "contiguous"
 
 
 class Phase(StrEnum):
@@ -87,6 +120,8 @@ class Mapping(StrEnum):
     ALL_REDUCE_SUM = "all_reduce_sum"  # partial scores, rank-local use after
     ALL_GATHER_SUM = "all_gather_sum"  # gathered, used by rank-local partial ops
     GATHER_FROM_REGION = "gather_from_region"  # gathered, replicated after: backward splits
+    ALL_TO_ALL = "all_to_all"  # KV shards' partial outputs: backward is the transposed All-to-All
+    GRAD_SYNC = "grad_sync"  # replicated weights: their gradients summed after backward (as DDP does)
 
 
 #: mapping -> (forward collective, backward collective); None is the identity. Which backward a
@@ -100,6 +135,8 @@ MAPPINGS: dict[str, tuple[CollectiveKind | None, CollectiveKind | None]] = {
     Mapping.ALL_REDUCE_SUM: (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_REDUCE),
     Mapping.ALL_GATHER_SUM: (CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER),
     Mapping.GATHER_FROM_REGION: (CollectiveKind.ALL_GATHER, None),
+    Mapping.ALL_TO_ALL: (CollectiveKind.ALL_TO_ALL, CollectiveKind.ALL_TO_ALL),
+    Mapping.GRAD_SYNC: (None, CollectiveKind.ALL_REDUCE),
 }
 
 
@@ -117,6 +154,10 @@ class Comm(StrEnum):
     OUT_PROJ_ALLREDUCE = "out_proj_allreduce"  # allreduce: row-parallel out-projection
     FC1_INPUT = "fc1_input"  # copy_to_region before FC1
     FC2_ALLREDUCE = "fc2_allreduce"  # row-parallel FC2
+    O_ALL_TO_ALL = "o_all_to_all"  # KV shards: partial outputs, split by query head, to their combiner
+    LSE_ALL_TO_ALL = "lse_all_to_all"  # KV shards: the log-sum-exp of every partial output (fp32 or wider)
+    QKV_GRAD_ALLREDUCE = "qkv_grad_allreduce"  # KV shards: Wq/Wk/Wv of a head group sit on its p shards
+    KV_GRAD_ALLREDUCE = "kv_grad_allreduce"  # more head groups than KV heads: Wk/Wv copies over kv_share
 
     def backward(self) -> str:
         return f"{self.value}.backward"
@@ -129,9 +170,23 @@ class OpKind(StrEnum):
     GELU = "gelu"
     ADD = "add"
     FLASH_ATTENTION = "flash_attention"  # the estimator's fused scores + softmax + P·V
+    SWIGLU = "swiglu"  # silu(gate) * up
+    LSE = "lse"  # the row log-sum-exp of the scores a softmax already has (its max and its sum)
+    COMBINE = "combine"  # KV shards: O = Σ_i exp(LSE_i − LSE) O_i
+    KV_APPEND = "kv_append"  # decode: the new token's K or V written into the cache (no FLOPs)
 
 
 #: FLOPs per output element of the element-wise ops: LayerNorm (mean, variance, normalise, affine)
-#: 9, softmax with scale and mask 5 per score, GELU (tanh form) 8, an add 1.
-FLOPS_PER_ELEMENT: dict[str, int] = {OpKind.LAYERNORM: 9, OpKind.SOFTMAX: 5, OpKind.GELU: 8, OpKind.ADD: 1}
-ELEMENTWISE_KINDS = tuple(FLOPS_PER_ELEMENT)
+#: 9, softmax with scale and mask 5 per score, GELU (tanh form) 8, an add 1, SwiGLU 6 (sigmoid:
+#: negate, exp, add, divide; times the gate; times up), LSE 2 per row (log of the softmax's sum,
+#: plus its max), a KV-cache append 0 (a copy).
+FLOPS_PER_ELEMENT: dict[str, int] = {OpKind.LAYERNORM: 9, OpKind.SOFTMAX: 5, OpKind.GELU: 8, OpKind.ADD: 1,
+                                     OpKind.SWIGLU: 6, OpKind.LSE: 2, OpKind.KV_APPEND: 0}
+#: the element-wise ops of the multi-head GELU block, which calibration measures and the estimator prices
+ELEMENTWISE_KINDS = (OpKind.LAYERNORM, OpKind.SOFTMAX, OpKind.GELU, OpKind.ADD)
+
+#: the combine, per source shard: 2 FLOPs per output element (multiply by the weight, add) and 4 per
+#: (query, head) row (max, subtract, exp and add for LSE = log Σ exp(LSE_i); the weight exp(LSE_i −
+#: LSE) reuses them). Flash-Decoding's rescale (Dao et al. 2023), as TensorRT-LLM's helixPostProcess.
+COMBINE_FLOPS_PER_ELEMENT = 2
+COMBINE_FLOPS_PER_ROW = 4

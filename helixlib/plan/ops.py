@@ -14,6 +14,9 @@ from helixlib.plan.names import MAPPINGS, CollectiveKind, bus_factor
 
 Shape = tuple[int, ...]
 
+#: decode: the KV cache an append op reads as state (not a weight; counted as ``kv_cache_bytes``)
+CACHE_TENSORS = ("k_cache", "v_cache")
+
 
 def numel(shape: Shape) -> int:
     return math.prod(shape)
@@ -67,6 +70,7 @@ class CommPoint:
     input_shape: Shape
     output_shape: Shape
     dim: int | None = None  # concatenation dim of an all-gather
+    dtype_bytes: int | None = None  # bytes per element moved, when not the model's (the fp32 LSE)
 
     @property
     def forward_kind(self) -> str | None:
@@ -134,9 +138,10 @@ class Collective:
 class RankMemory:
     """Bytes one rank holds for one block (nothing freed, no recompute: what autograd keeps).
 
-    Tensors of score shape [B, h_g, L, L] count as ``score_bytes`` wherever they come
-    from; other operator outputs as ``activation_bytes``; other collective outputs as
-    ``buffer_bytes`` (receive buffers).
+    The score tensors (the outputs of ``scores``, its all-reduce and ``softmax``: [B, h_g, L, L]
+    in prefill) count as ``score_bytes``; other operator outputs as ``activation_bytes``; other
+    collective outputs as ``buffer_bytes`` (receive buffers); in decode the KV cache after this
+    step's append as ``kv_cache_bytes``.
     """
 
     rank: int
@@ -144,10 +149,11 @@ class RankMemory:
     activation_bytes: int
     score_bytes: int
     buffer_bytes: int
+    kv_cache_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.activation_bytes + self.score_bytes + self.buffer_bytes
+        return self.weights_bytes + self.activation_bytes + self.score_bytes + self.buffer_bytes + self.kv_cache_bytes
 
     def to_dict(self) -> dict:
         return {
@@ -156,6 +162,7 @@ class RankMemory:
             "activation_bytes": self.activation_bytes,
             "score_bytes": self.score_bytes,
             "buffer_bytes": self.buffer_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
             "total_bytes": self.total_bytes,
         }
 

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from helixlib.plan.names import MeshDim
 from helixlib.plan.partition import Partition
 from helixlib.runtime.trace import Trace
 
@@ -60,6 +61,21 @@ class Communicator:
                               seconds=time.perf_counter() - start, start=start)
         return out
 
+    def all_to_all(self, t: torch.Tensor, group: str, name: str, phase: str) -> torch.Tensor:
+        """``t`` [p, ...]: piece i goes to member i; returns [p, ...], piece i from member i."""
+        return self._record(self._all_to_all, "all_to_all", t, group, name, phase, t.numel())
+
+    def all_to_all_async(self, t: torch.Tensor, group: str, name: str, phase: str) -> PendingCollective:
+        """:meth:`all_to_all` started now and finished by ``.wait()`` (HOP-B). The trace records it
+        at ``wait`` with ``start`` = now and ``seconds`` = the time ``wait`` blocked (exposed)."""
+        ranks = self.ranks(group)
+        self.before_collective(name, "all_to_all", ranks)
+        start = time.perf_counter()
+        finish = self._all_to_all_start(t.contiguous(), group)
+        return PendingCollective(self, finish, dict(name=name, kind="all_to_all", phase=phase, ranks=ranks,
+                                                    elements=t.numel(), dtype_bytes=t.element_size(),
+                                                    start=start))
+
     def all_reduce(self, t: torch.Tensor, group: str, name: str, phase: str) -> torch.Tensor:
         """Sum of ``t`` over the group (a new tensor, same shape)."""
         return self._record(self._all_reduce, "all_reduce", t, group, name, phase, t.numel())
@@ -85,6 +101,34 @@ class Communicator:
 
     def _reduce_scatter(self, t, group):
         raise NotImplementedError
+
+    def _all_to_all(self, t, group):
+        return self._all_to_all_start(t, group)()
+
+    def _all_to_all_start(self, t, group):
+        """Start an all-to-all of ``t`` [p, ...]; return the function that waits and gives the result."""
+        raise NotImplementedError
+
+
+class PendingCollective:
+    """An asynchronous collective in flight: ``wait()`` returns its result and records it."""
+
+    def __init__(self, comm: Communicator, finish, event: dict):
+        self.comm, self.finish, self.event = comm, finish, event
+
+    def wait(self) -> torch.Tensor:
+        c, ev = self.comm, self.event
+        t0 = time.perf_counter()
+        try:
+            out = self.finish()
+            c.trace.sync()
+        except PeerFailed:
+            raise
+        except Exception as exc:
+            raise CollectiveError(f"rank {c.rank}: {ev['kind']} '{ev['name']}' ({ev['phase']}) over ranks "
+                                  f"{list(ev['ranks'])} failed: {exc}") from exc
+        c.trace.collective(**ev, seconds=time.perf_counter() - t0, overlapped=True)
+        return out
 
 
 class CollectiveError(RuntimeError):
@@ -112,10 +156,18 @@ class Rendezvous:
 
     def exchange(self, key: tuple, ranks: tuple[int, ...], rank: int, t: torch.Tensor) -> list[torch.Tensor]:
         """Deposit ``t`` under ``key``; return every member's tensor, in ``ranks`` order."""
+        self.deposit(key, rank, t)
+        return self.collect(key, ranks, rank)
+
+    def deposit(self, key: tuple, rank: int, t: torch.Tensor) -> None:
+        with self._cond:
+            self._slots.setdefault(key, {})[rank] = t.detach().clone()
+            self._cond.notify_all()
+
+    def collect(self, key: tuple, ranks: tuple[int, ...], rank: int) -> list[torch.Tensor]:
+        """Wait until every member deposited under ``key``; their tensors in ``ranks`` order."""
         with self._cond:
             slot = self._slots.setdefault(key, {})
-            slot[rank] = t.detach().clone()
-            self._cond.notify_all()
             if not self._cond.wait_for(lambda: len(slot) == len(ranks) or self.failure, self.timeout):
                 self.fail(PeerFailed(f"rank {rank}: timed out after {self.timeout}s in {key[1]} "
                                      f"on ranks {list(ranks)}"))
@@ -137,11 +189,21 @@ class ThreadCommunicator(Communicator):
         self.rendezvous = rendezvous
         self._calls: dict[tuple, int] = {}
 
-    def _peers(self, t, group):
+    def _key(self, group):
         ranks = self.ranks(group)
         n = self._calls.get(ranks, 0)
         self._calls[ranks] = n + 1
-        return ranks, self.rendezvous.exchange((ranks, n), ranks, self.rank, t)
+        return ranks, (ranks, n)
+
+    def _peers(self, t, group):
+        ranks, key = self._key(group)
+        return ranks, self.rendezvous.exchange(key, ranks, self.rank, t)
+
+    def _all_to_all_start(self, t, group):
+        ranks, key = self._key(group)
+        self.rendezvous.deposit(key, self.rank, t)
+        me = ranks.index(self.rank)
+        return lambda: torch.stack([part[me] for part in self.rendezvous.collect(key, ranks, self.rank)])
 
     def _all_reduce(self, t, group):
         _, parts = self._peers(t, group)
@@ -158,15 +220,23 @@ class ThreadCommunicator(Communicator):
 
 class TorchCommunicator(Communicator):
     """Collectives over torch.distributed process groups taken from a DeviceMesh
-    ``(n, m)`` named ``("head_group", "dim_segment")`` (gloo on CPU, NCCL on GPU)."""
+    ``(n, m)`` named ``("head_group", "dim_segment")`` or ``(n, p)`` named ``("head_group",
+    "kv_shard")`` (gloo on CPU, NCCL on GPU), plus the ``kv_share`` groups (head groups holding
+    copies of the same KV heads) when the partition has them: every rank creates every one of
+    those, in the same order (``dist.new_group``'s rule)."""
 
     def __init__(self, rank: int, partition: Partition, mesh, trace: Trace | None = None):
         import torch.distributed as dist
 
         super().__init__(rank, partition, trace)
         self.dist = dist
-        self.groups = {"dim_segment": mesh.get_group("dim_segment"), "head_group": mesh.get_group("head_group"),
-                       "world": dist.group.WORLD}
+        self.groups = {name: mesh.get_group(name) for name in mesh.mesh_dim_names}
+        self.groups[MeshDim.WORLD] = dist.group.WORLD
+        if partition.kv_share > 1:
+            for ranks in partition.groups(MeshDim.KV_SHARE):
+                pg = dist.new_group(ranks)
+                if rank in ranks:
+                    self.groups[MeshDim.KV_SHARE] = pg
         for name, pg in self.groups.items():  # the mesh must be the plan's layout, or every result is wrong
             got = tuple(dist.get_process_group_ranks(pg))
             if got != self.ranks(name):
@@ -187,3 +257,12 @@ class TorchCommunicator(Communicator):
         out = t.new_empty((t.shape[0] // self.size(group), *t.shape[1:]))
         self.dist.reduce_scatter_single(out, t, group=self.groups[group])
         return out
+
+    def _all_to_all_start(self, t, group):
+        """``all_to_all_single`` with equal splits along dim 0: the real collective on both backends
+        (PyTorch's backend table lists all_to_all for gloo on CPU and NCCL on GPU,
+        https://docs.pytorch.org/docs/stable/distributed.html#backends; gloo's is exercised by the
+        tests, NCCL's has not run here: no GPU)."""
+        out = torch.empty_like(t)
+        work = self.dist.all_to_all_single(out, t, group=self.groups[group], async_op=True)
+        return lambda: (work.wait(), out)[1]

@@ -227,7 +227,7 @@ def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: flo
     runs (default :func:`helixlib.runtime.run.rank_main`; benchmarks pass their own, which
     must be importable: a module-level function)."""
     one_of("start_method", start_method, START_METHODS)
-    plan = build_plan(spec.model, spec.partition)  # bad input fails here, before any process
+    plan = build_plan(spec.model, spec.partition, phase=spec.phase)  # bad input fails here, before any process
     if timeout_s is None:
         timeout_s = 120 + 3 * spec.collective_timeout_s
     log = log or (lambda msg: None)

@@ -11,6 +11,7 @@ reduce_from_region  (g)       all-reduce          identity
 all_reduce_sum                all-reduce          all-reduce
 all_gather_sum                all-gather          reduce-scatter
 gather_from_region            all-gather          split (own chunk)
+all_to_all                    all-to-all          all-to-all (transposed)
 ============================  ==================  ===================
 
 ``reduce_from_region`` is right when everything after it is replicated (the
@@ -101,6 +102,21 @@ class _GatherFromRegion(Function):
         return g.chunk(len(ranks), dim)[ranks.index(comm.rank)].contiguous(), None, None, None, None
 
 
+class _AllToAll(Function):
+    """Piece i of ``x`` [p, ...] to member i; backward sends each piece's gradient back to where
+    it came from: the same equal-split all-to-all."""
+
+    @staticmethod
+    def forward(ctx, x, comm, group, name):
+        ctx.args = comm, group, name
+        return comm.all_to_all(x, group, name, "forward")
+
+    @staticmethod
+    def backward(ctx, g):
+        comm, group, name = ctx.args
+        return comm.all_to_all(g.contiguous(), group, f"{name}.backward", "backward"), None, None, None
+
+
 def copy_to_region(x: torch.Tensor, comm: Communicator, group: str, name: str) -> torch.Tensor:
     return x if comm.size(group) == 1 else _CopyToRegion.apply(x, comm, group, name)
 
@@ -121,11 +137,18 @@ def gather_from_region(x: torch.Tensor, comm: Communicator, group: str, dim: int
     return x if comm.size(group) == 1 else _GatherFromRegion.apply(x, comm, group, dim, name)
 
 
-#: mapping name (``helixlib.plan.names.Mapping``) -> the function applying it
+def all_to_all(x: torch.Tensor, comm: Communicator, group: str, name: str) -> torch.Tensor:
+    """x [p, ...] -> [p, ...]: piece i to (from) member i of ``group``."""
+    return x if comm.size(group) == 1 else _AllToAll.apply(x, comm, group, name)
+
+
+#: mapping name (``helixlib.plan.names.Mapping``) -> the function applying it (``grad_sync`` is
+#: no autograd function: ``helixlib.runtime.verify.sync_gradients`` runs it after backward)
 FUNCTIONS = {
     Mapping.COPY_TO_REGION: copy_to_region,
     Mapping.REDUCE_FROM_REGION: reduce_from_region,
     Mapping.ALL_REDUCE_SUM: all_reduce_sum,
     Mapping.ALL_GATHER_SUM: all_gather_sum,
     Mapping.GATHER_FROM_REGION: gather_from_region,
+    Mapping.ALL_TO_ALL: all_to_all,
 }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from helixlib.plan import Plan
+from helixlib.plan import Plan, StepPhase, decode_plans
 from helixlib.runtime.session import rank_session
 from helixlib.runtime.spec import Fault, RunSpec
 from helixlib.runtime.trace import Trace
@@ -71,11 +71,17 @@ class RunResult:
         }
 
 
-def match_collectives(plan: Plan, traces: list[Trace], backward: bool = True) -> list[str]:
-    """Differences between what each rank called and what the plan says it calls (empty: equal)."""
+def match_collectives(plan: Plan | list[Plan], traces: list[Trace], backward: bool = True) -> list[str]:
+    """Differences between what each rank called and what the plan says it calls (empty: equal).
+    A list of Plans is a decode loop: step t's collectives are those of ``plan[t]``."""
+    from helixlib.runtime.decode import decode_signatures
+
     problems = []
     for r, tr in enumerate(traces):
-        want = [c.signature() for c in plan.collectives_for_rank(r, None if backward else "forward")]
+        if isinstance(plan, list):
+            want = decode_signatures(plan, r)
+        else:
+            want = [c.signature() for c in plan.collectives_for_rank(r, None if backward else "forward")]
         got = tr.signatures()
         if got != want:
             i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
@@ -112,13 +118,22 @@ def rank_main(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
             comm.hooks.append(_fault_hook(spec.fault, rank))
         if progress is not None:
             comm.hooks.append(lambda *a: progress.__setitem__(rank, progress[rank] + 1))
-        inputs = s.prepare()
+        decode = spec.phase == StepPhase.DECODE
+        if decode:  # one Plan per step; a fresh cache before every loop
+            from helixlib.runtime.decode import prepare_decode, run_decode
+
+            plan = decode_plans(spec.model, spec.partition, spec.steps, world_size)
+            inputs = prepare_decode(plan[0], rank, comm, spec.steps, spec.model.dtype, spec.seed, s.device)
+            step = lambda: (inputs.reload(), run_decode(inputs))[1]  # noqa: E731
+        else:
+            inputs = s.prepare()
+            step = lambda: run_step(inputs, spec.backward)  # noqa: E731
         for _ in range(spec.warmup):
-            run_step(inputs, spec.backward)
+            step()
             comm.trace.clear()
             if progress is not None:
                 progress[rank] = 0
-        output = run_step(inputs, spec.backward)
+        output = step()
         peak, memory_kind = _peak_memory(s.device)
         comm.trace.peak_memory_bytes = peak
         payload = {"trace": comm.trace.to_dict(), "peak": peak,
@@ -131,10 +146,15 @@ def rank_main(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
         comparison = None
         if spec.verify:
             outs = [RankOutput(r, p["out"], p["grads"]) for r, p in enumerate(gathered)]
-            ref = dense_reference(plan, spec.seed, spec.backward)
             dtype = spec.model.dtype
-            dense_dtype = None if dtype == "fp64" else dense_reference(plan, spec.seed, False, dtype)
-            comparison = compare(plan, outs, ref, dtype, dense_dtype)
-        problems = match_collectives(plan, traces, spec.backward)
+            if decode:
+                from helixlib.runtime.decode import verify_decode
+
+                comparison = verify_decode(plan, outs, spec.seed, dtype)
+            else:
+                ref = dense_reference(plan, spec.seed, spec.backward)
+                dense_dtype = None if dtype == "fp64" else dense_reference(plan, spec.seed, False, dtype)
+                comparison = compare(plan, outs, ref, dtype, dense_dtype)
+        problems = match_collectives(plan, traces, spec.backward and not decode)
         return RunResult(spec, world_size, s.backend, str(s.device), comparison, not problems, problems,
                          traces, [p["peak"] for p in gathered], memory_kind)

@@ -90,7 +90,7 @@ def rank_session(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
     communication; ``with_plan=False`` skips it for runs that only need the mesh (calibration)."""
     import torch.distributed as dist
 
-    plan = build_plan(spec.model, spec.partition, world_size) if with_plan else None
+    plan = build_plan(spec.model, spec.partition, world_size, spec.phase) if with_plan else None
     device = resolve_device(spec, local_rank)
     if device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))

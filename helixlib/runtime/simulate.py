@@ -21,16 +21,27 @@ def simulate_ranks(plan: Plan, dtype: str = "fp64", seed: int = 0, backward: boo
     The first failure in any rank is re-raised; the others stop at their next collective.
     ``traces`` (one per rank) replace the default ones; ``around_step(rank, run)``, if
     given, is called in the rank's thread and must call ``run()`` and return its result."""
+    traces = traces if traces is not None else [Trace(r) for r in range(plan.world_size)]
+
+    def body(r: int, comm: ThreadCommunicator):
+        run = lambda: run_rank(plan, r, comm, dtype, seed, backward)
+        return around_step(r, run) if around_step else run()
+
+    return run_threads(plan, traces, body, timeout), traces
+
+
+def run_threads(plan: Plan, traces: list[Trace], body, timeout: float = 120.0) -> list:
+    """``body(rank, communicator)`` for every rank of ``plan``, each in its own thread with a
+    ``ThreadCommunicator`` recording into ``traces[rank]``; their results in rank order. The first
+    failure in any rank is re-raised; the others stop at their next collective."""
     G = plan.world_size
     rv = Rendezvous(timeout)
-    outputs: list[RankOutput | None] = [None] * G
-    traces = traces if traces is not None else [Trace(r) for r in range(G)]
+    outputs: list = [None] * G
     errors: list[BaseException] = []
 
     def worker(r: int):
-        run = lambda: run_rank(plan, r, ThreadCommunicator(r, plan.partition, rv, traces[r]), dtype, seed, backward)
         try:
-            outputs[r] = around_step(r, run) if around_step else run()
+            outputs[r] = body(r, ThreadCommunicator(r, plan.partition, rv, traces[r]))
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
             rv.fail(exc)
@@ -41,9 +52,8 @@ def simulate_ranks(plan: Plan, dtype: str = "fp64", seed: int = 0, backward: boo
     for t in threads:
         t.join()
     if errors:
-        first = next((e for e in errors if type(e).__name__ != "PeerFailed"), errors[0])
-        raise first
-    return outputs, traces  # type: ignore[return-value]
+        raise next((e for e in errors if type(e).__name__ != "PeerFailed"), errors[0])
+    return outputs
 
 
 def simulate(plan: Plan, dtype: str = "fp64", seed: int = 0, backward: bool = False) -> Comparison:

@@ -40,16 +40,20 @@ class RunSpec:
     warmup: int = 0  # untimed steps before the recorded one
     threads_per_rank: int | None = None  # torch intra-op threads; None: cores / local ranks
     fault: Fault | None = None
+    phase: str = "prefill"  # prefill | decode (helixlib.plan.StepPhase)
+    steps: int = 1  # decode: tokens generated per sequence
 
     def __post_init__(self):
         one_of("device", self.device, DEVICES)
         if self.collective_timeout_s <= 0:
             raise HelixInputError("collective_timeout_s", "must be positive", self.collective_timeout_s)
+        # what the model decides (kv_share, tokens_per_block), so every rank builds the same groups
+        object.__setattr__(self, "partition", self.partition.resolve(self.model))
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_dict(), "partition": self.partition.to_dict(), "seed": self.seed,
                 "backward": self.backward, "verify": self.verify, "device": self.device,
                 "collective_timeout_s": self.collective_timeout_s, "warmup": self.warmup,
-                "threads_per_rank": self.threads_per_rank,
+                "threads_per_rank": self.threads_per_rank, "phase": self.phase, "steps": self.steps,
                 "fault": None if self.fault is None else {"rank": self.fault.rank, "at": self.fault.at,
                                                           "kind": self.fault.kind}}

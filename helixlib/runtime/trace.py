@@ -20,8 +20,10 @@ class CollectiveEvent:
     ranks: tuple[int, ...]
     elements: int  # full buffer, as in the Plan
     dtype_bytes: int
-    seconds: float
+    seconds: float  # the time the rank was blocked by it (for an async one: its wait)
     start: float
+    step: int = 0  # decode: the step it belongs to
+    overlapped: bool = False  # started asynchronously, waited for later (HOP-B)
 
     @property
     def bytes(self) -> int:
@@ -37,6 +39,7 @@ class OpEvent:
     phase: str
     seconds: float
     start: float
+    step: int = 0
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Trace:
     timings: dict[str, float] = field(default_factory=dict)  # forward_s, backward_s, total_s
     peak_memory_bytes: int | None = None
     synchronize: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    step: int = field(default=0, repr=False, compare=False)  # decode: the step being recorded
 
     def sync(self) -> None:
         if self.synchronize is not None:
@@ -63,7 +67,7 @@ class Trace:
         self.timings.clear()
 
     def collective(self, **kw) -> None:
-        self.collectives.append(CollectiveEvent(**kw))
+        self.collectives.append(CollectiveEvent(**kw, step=self.step))
 
     @contextmanager
     def op(self, name: str, phase: str = "forward"):
@@ -74,7 +78,7 @@ class Trace:
             yield
         finally:
             self.sync()
-            self.ops.append(OpEvent(name, phase, time.perf_counter() - start, start))
+            self.ops.append(OpEvent(name, phase, time.perf_counter() - start, start, self.step))
 
     def signatures(self, phase: str | None = None) -> list[tuple]:
         return [c.signature() for c in self.collectives if phase is None or c.phase == phase]
@@ -82,6 +86,7 @@ class Trace:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("synchronize")
+        d.pop("step")
         for c, ev in zip(d["collectives"], self.collectives):
             c["ranks"] = list(ev.ranks)
             c["bytes"] = ev.bytes

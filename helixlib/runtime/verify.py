@@ -30,7 +30,7 @@ import torch
 from helixlib.plan import Plan
 from helixlib.plan.shards import slice_weight
 from helixlib.runtime.communicator import Communicator
-from helixlib.runtime.dense import TORCH_DTYPES, WEIGHT_NAMES, dense_block, init_input, init_weights
+from helixlib.runtime.dense import TORCH_DTYPES, dense_model_block, init_input, init_weights, weight_names
 from helixlib.runtime.layer import HelixBlock
 
 TOLERANCE = {"fp64": (1e-10, 1e-10), "fp32": (1e-5, 1e-5), "bf16": (5e-2, 1e-1), "fp16": (1e-2, 2e-2)}
@@ -62,6 +62,18 @@ def prepare_rank(plan: Plan, rank: int, comm: Communicator, dtype: str = "fp64",
     return RankInputs(HelixBlock(plan, rank, weights, comm), x, gy)
 
 
+def sync_gradients(block: HelixBlock) -> None:
+    """After backward: sum the gradients of weights other ranks hold copies of (the Plan's
+    ``grad_sync`` points, e.g. Wq/Wk/Wv on the p KV shards of a head group), flattened into one
+    all-reduce per point, as data parallelism's gradient sync does."""
+    for point in block.plan.grad_syncs[block.rank]:
+        params = block.attn.replicated(point.name)
+        flat = torch.cat([q.grad.reshape(-1) for q in params])
+        summed = block.comm.all_reduce(flat, point.group, point.name, "backward")
+        for q, g in zip(params, summed.split([q.numel() for q in params])):
+            q.grad.copy_(g.view_as(q.grad))
+
+
 def run_step(inputs: RankInputs, backward: bool = False) -> RankOutput:
     """Forward (and backward) once; times go into the block's trace. Gradients are fresh."""
     block, trace = inputs.block, inputs.block.trace
@@ -78,6 +90,7 @@ def run_step(inputs: RankInputs, backward: bool = False) -> RankOutput:
     grads = {}
     if backward:
         out.backward(inputs.grad_out)
+        sync_gradients(block)
         sync()
         trace.timings["backward_s"] = time.perf_counter() - t1
         grads = {name: p.grad.detach() for name, p in block.parameters_by_dense_name().items()}
@@ -106,7 +119,7 @@ def dense_reference(plan: Plan, seed: int = 0, backward: bool = False, dtype: st
         t.requires_grad_(backward)
     x, gy = init_input(m, seed, TORCH_DTYPES[dtype])
     x.requires_grad_(backward)
-    out = dense_block(x, w, m.heads, m.causal)
+    out = dense_model_block(x, w, m)
     grads = {}
     if backward:
         out.backward(gy)
@@ -158,7 +171,7 @@ def compare(plan: Plan, outputs: list[RankOutput], ref: Reference, dtype: str,
         # gradients are measured against max(own scale, scale of dx): rounding noise
         # divided by rounding noise would say nothing.
         floor = ref.grads["x"].abs().max().item()
-        for name in WEIGHT_NAMES + ("x",):
+        for name in weight_names(plan.model) + ("x",):
             bwd[name] = max(
                 _rel_err(o.grads[name], ref.grads["x"] if name == "x"
                          else slice_weight(name, ref.grads[name], plan.shards[o.rank]), floor)
