@@ -86,6 +86,8 @@ def check_decode_config(model: ModelConfig, cluster: Cluster, cfg: DecodeConfig)
         (s != DecodeStrategy.MEGATRON_TP or second == 1, "second", "must be 1 for megatron-tp", second),
         (s != DecodeStrategy.HELIX or (model.head_dim_qk % second == 0 and model.head_dim_v % second == 0),
          "dim_segments", f"must divide both head dims ({model.head_dim_qk}, {model.head_dim_v})", second),
+        (s != DecodeStrategy.HELIX_KV or K % split == 0, "head_groups",
+         f"helix-kv keeps TP_A <= K: must divide the KV heads K = {K}", split),
         (s != DecodeStrategy.HELIX_KV or second <= cfg.context, "kv_shards",
          f"must be at most the context S = {cfg.context}", second),
         (model.mlp_hidden % W == 0, "width", f"the group's {W} GPUs must divide the FFN width {model.mlp_hidden}", W),

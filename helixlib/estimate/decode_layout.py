@@ -10,7 +10,8 @@ S tokens. One model-parallel group of ``W`` GPUs holds one copy of (a pipeline s
 Per GPU (H query heads, K KV heads, head dims d_qk / d_v, hidden D, FFN width F):
 
 * query heads ``h = H/split``; KV heads ``k = ⌈K/split⌉``: beyond split = K every GPU keeps a copy of its
-  heads' KV head, so the group stores ``split/K`` copies of the cache (``duplication``);
+  heads' KV head, so the group stores ``split/K`` copies of the cache (``duplication``); ``helix-kv`` keeps
+  TP_A ≤ K (its KV shards are the alternative to duplicating);
 * key / value columns per KV head ``d_qk/m`` and ``d_v/m`` under ``helix``, else all of them; the latent
   layout (:class:`~helixlib.plan.names.KvLayout`) stores only the ``d_qk`` key columns (the value is
   their first ``d_v``);
@@ -83,7 +84,7 @@ def decode_layout(model: ModelConfig, strategy: str, split, second, context, kv_
         ok &= (dqk % second == 0) & (dv % second == 0)
         qk_cols, v_cols, positions = dqk // second, dv // second, S
     elif strategy == DecodeStrategy.HELIX_KV:
-        ok &= second <= S
+        ok &= (second <= S) & (K % split == 0)  # TP_A ≤ K: the KV shards replace duplication
         qk_cols, v_cols, positions = np.full_like(W, dqk), np.full_like(W, dv), -(-S // second)
     elif strategy == DecodeStrategy.MEGATRON_TP:
         ok &= second == 1
