@@ -120,8 +120,7 @@ def compare(table: dict, res: dict, target: str = DecodeStrategy.HELIX_KV, basel
     tp_b = _best_within(ttl[b_sel], tput[b_sel], budgets)
     tr = tp_t / tp_b
     i = int(np.argmax(tr))
-    names = labels(table)
-    pick = lambda sel, cond: names[np.nonzero(sel)[0][np.argmin(np.where(cond, ttl[sel], np.inf))]]
+    pick = lambda sel, cond: labels(table, [np.nonzero(sel)[0][np.argmin(np.where(cond, ttl[sel], np.inf))]])[0]
     best = {"fastest_target": pick(t_sel, True), "fastest_baseline": pick(b_sel, True)}
     if ratios.size:
         at = int(common[k])

@@ -1,0 +1,63 @@
+"""Time from setting a decode-explorer control's ``.value`` to the explorer having recomputed and
+re-rendered its output (helixlib.views.decode_explorer.DecodeExplorer), as a kernel would run it.
+
+    .venv/bin/python benchmarks/decode_explorer_update.py
+
+Each update: the estimate of the chosen configuration, the best configuration of every strategy on the same
+GPUs, context and batch (a vectorised sweep), and the HTML (time and memory bars, ranking table). Displays go
+to a null stream (rendering in the browser is not counted). Presets are read once per session (the first
+change to a new preset pays its YAML parse). Prints the median per kind of change over ``--repeats`` rounds.
+Recorded in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import time
+
+from sweep_rate import machine  # benchmarks/ is on sys.path when run as a script
+
+from helixlib.views.decode_explorer import DecodeExplorer
+
+#: (control, two values to toggle between)
+CHANGES = [
+    ("batch", (16, 8)),
+    ("hop_b", (False, True)),
+    ("context", (4096, 1048576)),
+    ("kv_dtype", ("bf16", None)),
+    ("strategy", ("megatron-tp", "helix-kv")),
+    ("gpus", (16, 64)),
+    ("hardware", ("dgx-b200", "gb200-nvl72")),
+    ("model", ("helix-paper-mla-dense", "helix-paper-llama-405b")),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    with contextlib.redirect_stdout(io.StringIO()):
+        ex = DecodeExplorer()
+    times: dict[str, list[float]] = {name: [] for name, _ in CHANGES}
+    for _ in range(a.repeats):
+        for name, values in CHANGES:
+            for v in values:
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    ex.controls[name].value = v
+                times[name].append(time.perf_counter() - t0)
+                assert ex.result.error is None, ex.result.error
+    print(f"machine: {machine()}")
+    print(f"{'control':>10}  median ms  max ms   (helix-paper-llama-405b, helix-kv 8x8 on gb200-nvl72 unless changed)")
+    for name, ts in times.items():
+        print(f"{name:>10}  {1e3 * statistics.median(ts):9.1f}  {1e3 * max(ts):6.1f}")
+    every = [t for ts in times.values() for t in ts]
+    print(f"all changes: median {1e3 * statistics.median(every):.1f} ms, "
+          f"{sum(t < 0.1 for t in every) / len(every):.0%} under 100 ms")
+
+
+if __name__ == "__main__":
+    main()
