@@ -155,16 +155,25 @@ def hop_b_time(attention_s, comm: CommTime, b):
     return best
 
 
-def _attention_comm(cluster: Cluster, strategy, lay: DecodeLayout, b, split, second) -> CommTime:
-    """The collective between attention and W_O: ``helix``'s score all-reduce over the m segments,
-    ``helix-kv``'s All-to-All over the KVP shards (nccl-tests size: this GPU's send buffer); none for TP."""
-    gpn = cluster.gpus_per_node
+def attention_comm_bytes(strategy: str, lay: DecodeLayout, b):
+    """nccl-tests size of the collective between attention and W_O for b sequences: ``helix``'s partial
+    scores [b, h, S] (all-reduced over the m segments), ``helix-kv``'s send buffer of partial outputs
+    [b, h, d_v] and log-sum-exp [b, h] (All-to-All over the KVP shards); 0 for ``megatron-tp``."""
     if strategy == DecodeStrategy.HELIX:
-        nbytes = b * lay.heads * lay.positions * ACT_BYTES
-        return collective_time(cluster, CollectiveKind.ALL_REDUCE, nbytes, second, group_nodes(second, second, split,
-                                                                                                 gpn))
+        return b * lay.heads * lay.positions * ACT_BYTES
     if strategy == DecodeStrategy.HELIX_KV:
-        nbytes = b * lay.heads * (lay.v_cols * ACT_BYTES + LSE_BYTES)
+        return b * lay.heads * (lay.v_cols * ACT_BYTES + LSE_BYTES)
+    return np.zeros(np.shape(lay.width))
+
+
+def _attention_comm(cluster: Cluster, strategy, lay: DecodeLayout, b, split, second) -> CommTime:
+    """Time of ``attention_comm_bytes`` (none for TP)."""
+    gpn = cluster.gpus_per_node
+    nbytes = attention_comm_bytes(strategy, lay, b)
+    if strategy == DecodeStrategy.HELIX:
+        return collective_time(cluster, CollectiveKind.ALL_REDUCE, nbytes, second,
+                               group_nodes(second, second, split, gpn))
+    if strategy == DecodeStrategy.HELIX_KV:
         return collective_time(cluster, CollectiveKind.ALL_TO_ALL, nbytes, second,
                                np.minimum(second, world_nodes(lay.width, gpn)))
     zero = np.zeros(np.shape(lay.width))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from helixlib.estimate.decode import attention_comm_bytes, decode_costs
+from helixlib.estimate.decode_layout import decode_layout
 from helixlib.estimate.decode_space import GPU_COUNTS, decode_grid, evaluate_decode
 from helixlib.estimate.hardware import Cluster, load_cluster
 from helixlib.estimate.pareto import Comparison, compare, frontiers
@@ -85,3 +87,26 @@ CLAIM_HEADER = ["model (paper's)", "quantity", "paper", "ours: all baselines", "
 def where(c: Comparison) -> dict:
     """The configurations behind a comparison's numbers (labels) and the batch / TTL they are read at."""
     return {"at_batch": c.at_batch, "at_ttl_s": c.at_ttl_s, **c.best}
+
+
+def exercise_answers(model: str = "helix-paper-llama-405b", cluster: str = STUDY_CLUSTER,
+                     context: int = STUDY_CONTEXT, batch: int = 8) -> dict:
+    """The answers notebook 08's exercises hide (tests assert them):
+
+    1. plain TP over 64 GPUs: the copies of the KV cache the group keeps, and one sequence's cache per GPU;
+    2. at ``context`` and ``batch``, the bytes helix 8 x 8 all-reduces per layer (partial scores) and the
+       bytes helix-kv 8 x 8 sends per layer (partial outputs + log-sum-exp), and their ratio;
+    3. helix-kv TP_A 8 x KVP 8: the largest batch that fits at ``context``, and its TTL there (no HOP-B)."""
+    m, c = load_model(model), load_cluster(cluster)
+    tp = decode_costs(m, c, DecodeStrategy.MEGATRON_TP, 64, 1, context, 1)
+    hd = attention_comm_bytes(DecodeStrategy.HELIX, decode_layout(m, DecodeStrategy.HELIX, 8, 8, context), batch)
+    a2a = attention_comm_bytes(DecodeStrategy.HELIX_KV, decode_layout(m, DecodeStrategy.HELIX_KV, 8, 8, context),
+                               batch)
+    kv = decode_costs(m, c, DecodeStrategy.HELIX_KV, 8, 8, context, 1)
+    top = int(kv["max_batch"][0])
+    at_top = decode_costs(m, c, DecodeStrategy.HELIX_KV, 8, 8, context, top)
+    return {"tp64_kv_copies": float(tp["duplication"][0]),
+            "tp64_kv_bytes_per_sequence": float(tp["kv_cache_bytes"][0]),
+            "head_dim_scores_bytes": float(hd), "helix_kv_all_to_all_bytes": float(a2a),
+            "bytes_ratio": float(hd / a2a),
+            "helix_kv_8x8_max_batch": top, "helix_kv_8x8_ttl_at_max_batch_s": float(at_top["ttl_s"][0])}

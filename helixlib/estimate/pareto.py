@@ -125,6 +125,11 @@ def compare(table: dict, res: dict, target: str = DecodeStrategy.HELIX_KV, basel
     if ratios.size:
         at = int(common[k])
         best.update(target_at_batch=pick(t_sel, B[t_sel] == at), baseline_at_batch=pick(b_sel, B[b_sel] == at))
+    tau = budgets[j]  # the largest batch within τ, and what runs it
+    for who, sel in (("target", t_sel), ("baseline", b_sel)):
+        within = sel & (ttl <= tau)
+        i_b = np.nonzero(within)[0][np.argmax(B[within])]
+        best[f"{who}_at_ttl"] = f"{labels(table, [i_b])[0]}, B={int(B[i_b])}, max batch {int(res['max_batch'][i_b])}"
     return Comparison(target, baselines, float(ratios[k]) if ratios.size else float("nan"),
                       int(common[k]) if ratios.size else 0, float(ttl[b_sel].min() / ttl[t_sel].min()),
                       float(br[j]), float(budgets[j]), float(tr[i]), float(budgets[i]), best)

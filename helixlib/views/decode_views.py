@@ -1,11 +1,14 @@
 """Decoding, drawn and printed: the text ``estimate --phase decode`` prints, the three published
-rooflines, and the Pareto frontier of throughput per GPU against interactivity.
+rooflines, the Pareto frontier of throughput per GPU against interactivity, and a numeric demo of the
+log-sum-exp combine that makes KV shards exact.
 
 Every number comes from ``helixlib.estimate.decode*`` and ``helixlib.estimate.pareto``; these functions
 arrange and draw them (tests assert on what the computing functions return).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,3 +88,54 @@ def plot_pareto(points: dict, frontiers: dict, ax=None, title: str = ""):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+@dataclass(frozen=True)
+class LseDemo:
+    """One decode query against S keys split over p KV shards (blocks of ``block`` tokens, round-robin)."""
+
+    exact: np.ndarray  # [d_v], softmax(q·Kᵀ/√d)·V over all S keys
+    combined: np.ndarray  # Σ_i exp(LSE_i − LSE)·O_i
+    naive_mean: np.ndarray  # the mean of the shards' outputs (wrong)
+    shard_lse: np.ndarray  # [p]
+    combined_error: float  # max |combined − exact|
+    naive_error: float
+    empty_shard_error: float  # the combine with one more, empty shard (LSE = −inf, O = 0): a no-op
+    exchanged_elements: int  # what the shards exchange: p·(d_v + 1), whatever S
+    partial_score_elements: int  # what a head-dim split all-reduces instead: S
+
+
+def lse_combine_demo(context: int = 1000, head_dim: int = 16, shards: int = 4, block: int = 32,
+                     seed: int = 0) -> LseDemo:
+    """Exact attention from partial outputs and log-sum-exp (Flash-Decoding's combine, which Helix runs
+    across GPUs: Bhatia et al., arXiv 2507.07120 §2.1.2), in float64 numpy."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal(head_dim)
+    k, v = rng.standard_normal((context, head_dim)), rng.standard_normal((context, head_dim))
+    scores = k @ q / np.sqrt(head_dim)
+    p = np.exp(scores - scores.max())
+    exact = p @ v / p.sum()
+    owner = (np.arange(context) // block) % shards  # round-robin blocks
+    outs, lses = [], []
+    for i in range(shards):
+        s = scores[owner == i]
+        if not s.size:  # owns no position yet: a no-op in the combine (TensorRT-LLM writes the same)
+            outs.append(np.zeros(head_dim))
+            lses.append(-np.inf)
+            continue
+        m = s.max()
+        w = np.exp(s - m)
+        outs.append(w @ v[owner == i] / w.sum())
+        lses.append(m + np.log(w.sum()))
+    outs, lses = np.array(outs), np.array(lses)
+
+    def combine(o, lse):
+        top = lse.max()
+        total = top + np.log(np.exp(lse - top).sum())
+        return (np.exp(lse - total)[:, None] * o).sum(0)
+
+    combined = combine(outs, lses)
+    with_empty = combine(np.vstack([outs, np.zeros(head_dim)]), np.append(lses, -np.inf))
+    err = lambda x: float(np.abs(x - exact).max())
+    return LseDemo(exact, combined, outs.mean(0), lses, err(combined), err(outs.mean(0)), err(with_empty),
+                   shards * (head_dim + 1), context)
