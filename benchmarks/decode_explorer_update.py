@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import statistics
-import time
 
-from sweep_rate import machine  # benchmarks/ is on sys.path when run as a script
+import matplotlib
 
-from helixlib.views.decode_explorer import DecodeExplorer
+matplotlib.use("Agg")
+
+from widget_update import print_times, time_changes  # noqa: E402  (benchmarks/ is on sys.path as a script)
+
+from helixlib.views.decode_explorer import DecodeExplorer  # noqa: E402
 
 #: (control, two values to toggle between)
 CHANGES = [
@@ -41,22 +43,8 @@ def main() -> None:
     a = ap.parse_args()
     with contextlib.redirect_stdout(io.StringIO()):
         ex = DecodeExplorer()
-    times: dict[str, list[float]] = {name: [] for name, _ in CHANGES}
-    for _ in range(a.repeats):
-        for name, values in CHANGES:
-            for v in values:
-                t0 = time.perf_counter()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    ex.controls[name].value = v
-                times[name].append(time.perf_counter() - t0)
-                assert ex.result.error is None, ex.result.error
-    print(f"machine: {machine()}")
-    print(f"{'control':>10}  median ms  max ms   (helix-paper-llama-405b, helix-kv 8x8 on gb200-nvl72 unless changed)")
-    for name, ts in times.items():
-        print(f"{name:>10}  {1e3 * statistics.median(ts):9.1f}  {1e3 * max(ts):6.1f}")
-    every = [t for ts in times.values() for t in ts]
-    print(f"all changes: median {1e3 * statistics.median(every):.1f} ms, "
-          f"{sum(t < 0.1 for t in every) / len(every):.0%} under 100 ms")
+    print_times(time_changes(ex, CHANGES, a.repeats),
+                "helix-paper-llama-405b, helix-kv 8x8 on gb200-nvl72 unless the control changes it")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from helixlib.commands.common import EXIT_OK
 from helixlib.core.errors import HelixInputError, one_of, positive_int
@@ -80,9 +79,5 @@ def decode_from_args(a: argparse.Namespace) -> DecodeEstimate:
 
 def run_decode(a: argparse.Namespace) -> int:
     est = decode_from_args(a)
-    if a.json:
-        json.dump(est.to_dict(), sys.stdout)
-        print()
-    else:
-        print(decode_report(est))
+    print(json.dumps(est.to_dict()) if a.json else decode_report(est))
     return EXIT_OK

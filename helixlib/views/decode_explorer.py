@@ -10,7 +10,6 @@ and ``explorer.result`` is the new result.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from helixlib.estimate.hardware import hardware_names, load_cluster
 from helixlib.plan.model import DTYPE_BYTES, load_model, preset_names
 from helixlib.plan.names import DECODE_STRATEGIES, DecodeStrategy, KvLayout
 from helixlib.views.decode_views import BREAKDOWN, BREAKDOWN_COLORS
-from helixlib.views.widgets import html_bars
+from helixlib.views.widgets import Explorer, html_bars
 
 GPU_CHOICES = (1, 2, 4, 8, 16, 32, 64, 72)
 LEVELS = (1, 2, 4, 8)  # pipeline stages and replicas offered
@@ -150,15 +149,16 @@ def partition_options(model_name: str, strategy: str, gpus: int) -> list[tuple[s
             zip(*(t[c][ok].tolist() for c in ("split", "second", "pipeline", "replicas")))]
 
 
-class DecodeExplorer:
+class DecodeExplorer(Explorer):
     """The controls, their dependencies (model, strategy, GPUs → the splits offered; model → S and B) and one
-    ``explore_decode`` per change."""
+    ``explore_decode`` per change (rendering on change and pausing it while dependents are set are the
+    prefill explorer's)."""
 
     def __init__(self, **values):
         import ipywidgets as W
 
         v = DEFAULTS | values
-        m = load_model(v["model"])
+        m = _model(v["model"])
         dtypes = [("model's", None)] + [(d, d) for d in DTYPE_BYTES]
         self.controls = {
             "model": W.Dropdown(options=preset_names(), value=v["model"], description="model"),
@@ -178,26 +178,19 @@ class DecodeExplorer:
         self._last: dict | None = None
         self.result: DecodeExplorerResult | None = None
         self._refresh_partitions((v["split"], v["second"], v["pipeline"], v["replicas"]))
-        c = self.controls
-        c["model"].observe(self._model_changed, "value")  # registered before interactive_output: runs first
-        for name in ("strategy", "gpus"):
-            c[name].observe(lambda _: self._refresh_partitions(), "value")
-        self.output = W.interactive_output(self._render, c)
-        self.widget = W.VBox([W.HBox([W.VBox(list(c.values())[i:i + 4]) for i in (0, 4, 8)]), self.output])
+        refresh = lambda _: self._refresh_partitions()
+        # the model's handler is registered before interactive_output, so it runs first
+        for name, handler in (("model", self._model_changed), ("strategy", refresh), ("gpus", refresh)):
+            self.controls[name].observe(handler, "value")
+        self.output = W.interactive_output(self._render, self.controls)
+        columns = [W.VBox(list(self.controls.values())[i:i + 4]) for i in range(0, len(self.controls), 4)]
+        self.widget = W.VBox([W.HBox(columns), self.output])
 
     def _model_changed(self, change) -> None:
         m = _model(change["new"])
         with self._suspended():
             self.controls["context"].value, self.controls["batch"].value = m.seq_len, m.batch
         self._refresh_partitions()
-
-    @contextlib.contextmanager
-    def _suspended(self):
-        self._suspend = True
-        try:
-            yield
-        finally:
-            self._suspend = False
 
     def _refresh_partitions(self, keep=None) -> None:
         c = self.controls
