@@ -74,7 +74,7 @@ def test_compare_definitions_by_hand(sweep):
 
 
 def test_paper_study_numbers():
-    """What notebook 08 prints about the published claims (see helixlib.workbook.decode_study)."""
+    """What notebook 08 prints about the published claims (see helixlib.estimate.decode_study)."""
     study = paper_study()
     llama = study["helix-paper-llama-405b"]
     assert llama["claims"] == PAPER_CLAIMS["helix-paper-llama-405b"]
