@@ -49,6 +49,8 @@ def test_tables_name_the_configuration():
     (("--kv-cache", "paged"), "error: kv_cache: must be one of separate, latent"),
     (("--world-size", "8", "--head-groups", "8", "--kv-shards", "8"), "error: world_size: must equal"),
     (("--phase", "decoding"), "error: argument --phase: invalid choice"),
+    (("--context", "99999999999999999999"), "error: context: must be at most 1,099,511,627,776"),
+    (("--kv-shards", "99999999999999999999"), "error: kv_shards: must be at most"),
 ])
 def test_bad_input_is_one_line(args, message):
     r = run_cli(*BASE, *args)

@@ -91,7 +91,7 @@ def _costs(model, cluster, strategy, split, second, context, batch, pp, dp, wdt,
     N = W * pp * dp
     ok = lay.valid & (pp >= 1) & (dp >= 1) & (model.layers % pp == 0) & (B % (dp * pp) == 0) & (B >= 1)
     ok &= (N <= gpn) | (W % gpn == 0) | (gpn % W == 0)
-    b = np.maximum(B // (dp * pp), 1)
+    b = np.maximum(B // (dp * pp), 1).astype(float)  # products of sizes in float64: no int64 overflow
     layers = model.layers
     # ---- one layer: GEMMs, attention, collectives
     weight_mem = compute = launch = 0.0

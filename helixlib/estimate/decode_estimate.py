@@ -18,6 +18,10 @@ from helixlib.estimate.hardware import Cluster
 from helixlib.plan.model import DTYPE_BYTES, ModelConfig
 from helixlib.plan.names import DECODE_STRATEGIES, DecodeStrategy, KvLayout
 
+#: bounds that keep every product of sizes exact in int64 / float64 (a larger value is a typo, not a run)
+LIMITS = {"context": 2 ** 40, "batch": 2 ** 31}
+MAX_LEVEL = 2 ** 20  # GPUs in one level (split, second, pipeline, replicas)
+
 #: the option that sets each level, per strategy (what error messages name)
 SPLIT_FIELD = {DecodeStrategy.MEGATRON_TP: "tensor_parallel", DecodeStrategy.HELIX: "head_groups",
                DecodeStrategy.HELIX_KV: "head_groups"}
@@ -72,8 +76,12 @@ def check_decode_config(model: ModelConfig, cluster: Cluster, cfg: DecodeConfig)
     """Raise :class:`HelixInputError` (the option and its rule) unless ``cfg`` can run."""
     one_of("strategy", cfg.strategy, DECODE_STRATEGIES)
     one_of("kv_cache", cfg.kv_layout, tuple(KvLayout))
+    options = {"split": SPLIT_FIELD[cfg.strategy], "second": SECOND_FIELD[cfg.strategy],
+               "pipeline": "pipeline_parallel", "replicas": "data_parallel"}
     for name in ("split", "second", "context", "batch", "pipeline", "replicas"):
-        positive_int(name, getattr(cfg, name))
+        field, value = options.get(name, name), getattr(cfg, name)
+        if positive_int(field, value) > LIMITS.get(name, MAX_LEVEL):
+            raise HelixInputError(field, f"must be at most {LIMITS.get(name, MAX_LEVEL):,}", value)
     for name in ("weight_dtype", "kv_dtype"):
         if getattr(cfg, name) is not None:
             one_of(name, getattr(cfg, name), tuple(DTYPE_BYTES))

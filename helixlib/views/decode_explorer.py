@@ -48,7 +48,7 @@ def _cluster(name: str):
     return load_cluster(name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodeExplorerResult:
     values: dict
     error: str | None = None
