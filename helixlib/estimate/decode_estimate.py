@@ -155,7 +155,8 @@ CONVENTIONS = [
     "throughput: tokens_per_s_per_gpu = batch / (ttl_s x gpus); tokens_per_s_per_user = 1 / ttl_s",
     "memory: per GPU (the busiest of the group); kv_cache_bytes for the replica's batch/replicas sequences",
     "breakdown: weight reads + KV reads at HBM bandwidth x memory_efficiency, compute beyond the memory side, "
-    "kernel launches, collectives; they sum to ttl_no_overlap_s",
+    "kernel launches, collectives; they sum to ttl_no_overlap_s. kv_read_s is the attention kernel's HBM "
+    "traffic: the cache (and, for helix, its partial scores written and read back)",
     "activations and partial outputs on the wire in bf16, log-sum-exp in fp32",
 ]
 
