@@ -40,28 +40,38 @@ CHANGES = [
 ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--repeats", type=int, default=5)
-    a = ap.parse_args()
-    with contextlib.redirect_stdout(io.StringIO()):
-        ex = Explorer(micro_batch=1)
-    times: dict[str, list[float]] = {name: [] for name, _ in CHANGES}
-    for _ in range(a.repeats):
-        for name, values in CHANGES:
+def time_changes(ex, changes, repeats: int) -> dict[str, list[float]]:
+    """Seconds per ``.value`` change of each control in ``changes`` ((name, values to toggle between)),
+    ``repeats`` rounds; every change must compute without an error."""
+    times: dict[str, list[float]] = {name: [] for name, _ in changes}
+    for _ in range(repeats):
+        for name, values in changes:
             for v in values:
                 t0 = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
                     ex.controls[name].value = v
                 times[name].append(time.perf_counter() - t0)
                 assert ex.result.error is None, ex.result.error
+    return times
+
+
+def print_times(times: dict[str, list[float]], note: str) -> None:
     print(f"machine: {machine()}")
-    print(f"{'control':>12}  median ms  max ms   (helix-70b, 16 GPUs unless the control changes it)")
+    print(f"{'control':>12}  median ms  max ms   ({note})")
     for name, ts in times.items():
         print(f"{name:>12}  {1e3 * statistics.median(ts):9.1f}  {1e3 * max(ts):6.1f}")
     every = [t for ts in times.values() for t in ts]
     print(f"all changes: median {1e3 * statistics.median(every):.1f} ms, "
           f"{sum(t < 0.1 for t in every) / len(every):.0%} under 100 ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    with contextlib.redirect_stdout(io.StringIO()):
+        ex = Explorer(micro_batch=1)
+    print_times(time_changes(ex, CHANGES, a.repeats), "helix-70b, 16 GPUs unless the control changes it")
 
 
 if __name__ == "__main__":

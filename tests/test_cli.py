@@ -28,7 +28,7 @@ def test_plan_table():
     (["--model", "/nonexistent/model.yaml"], "error: model: file does not exist"),
     (["--qk-mode", "flash"], "error: qk_mode: must be one of reduce_scores, gather_qk, segment_local, got 'flash'"),
     (["--output", "scatter"], "error: output: must be one of allreduce, concat, got 'scatter'"),
-    (["--dtype", "fp8"], "error: dtype: must be one of"),
+    (["--dtype", "fp4"], "error: dtype: must be one of"),
     (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

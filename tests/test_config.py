@@ -44,7 +44,7 @@ def test_tiny_admits_every_factorisation_of_16(tiny):
     ("seq_len", 2.5, "positive integer"),
     ("batch", "ten", "positive integer"),
     ("heads", 7, "must divide hidden"),
-    ("dtype", "fp8", "must be one of"),
+    ("dtype", "fp4", "must be one of"),
 ])
 def test_bad_model_fields_name_field_and_rule(field, value, rule):
     with pytest.raises(HelixInputError) as e:

@@ -122,3 +122,20 @@ def test_measured_matmul_table_replaces_the_parametric_efficiency():
     assert gemm_efficiency(measured, "bf16", 8192, 8192, 2048) == pytest.approx(0.9)
     assert gemm_efficiency(dev, "bf16", 8192, 8192, 8192) == pytest.approx(0.8, rel=0.02)
     assert gemm_efficiency(dev, "bf16", 8192, 32, 8192) == pytest.approx(0.4, rel=0.02)
+
+
+def test_blackwell_presets_dense_per_direction_and_one_nvlink_domain():
+    """GB200 NVL72: 72 GPUs in one NVLink domain, NVLink 5 at 900 GB/s each way; dense (not sparse) peaks."""
+    nvl, dgx = load_cluster("gb200-nvl72"), load_cluster("dgx-b200")
+    assert nvl.gpus_per_node == 72 and nvl.nodes_spanned(range(72)) == 1 and dgx.gpus_per_node == 8
+    assert nvl.intra_node.bandwidth == dgx.intra_node.bandwidth == 900e9
+    gb, b = nvl.device, dgx.device
+    assert (gb.peak_flops("fp8"), gb.peak_flops("bf16"), b.peak_flops("fp8"), b.peak_flops("bf16")) == (
+        5e15, 2.5e15, 4.5e15, 2.25e15)
+    assert gb.memory_bandwidth == b.memory_bandwidth == 8e12 and gb.memory_bytes == 186e9 and b.memory_bytes == 180e9
+    for d in (gb, b, load_device("h100-sxm5-80gb"), load_device("h200-sxm-141gb")):
+        assert d.source and d.peak_flops("fp8") == pytest.approx(2 * d.peak_flops("bf16"), rel=1e-3)  # twice bf16
+    # NVLS entries (NCCL's model) apply from 18 ranks on, where a ring's LL latency 6.6 + 1.2(p-1) us exceeds 25 us
+    ring16 = collective_time(nvl, "all_reduce", 1e5, 16, 1)
+    assert ring16.alpha_s == pytest.approx(6.6e-6 + 30 * 0.6e-6)
+    assert collective_time(nvl, "all_reduce", 1e5, 64, 1).alpha_s == 25e-6 < 6.6e-6 + 126 * 0.6e-6

@@ -12,7 +12,7 @@ from helixlib.core.errors import HelixInputError, positive_int
 from helixlib.core.files import write_text_atomic
 from helixlib.core.presets import dump_yaml
 from helixlib.core.units import table
-from helixlib.plan import DTYPE_BYTES
+from helixlib.plan.model import RUNTIME_DTYPES
 from helixlib.validation.calibrate import DEFAULT_OUT, MAX_RANKS, calibrate
 from helixlib.views.validate_views import FIT_HEADER, fit_table
 
@@ -27,9 +27,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def _dtypes(text: str) -> tuple[str, ...]:
     dtypes = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [t for t in dtypes if t not in DTYPE_BYTES]
+    bad = [t for t in dtypes if t not in RUNTIME_DTYPES]
     if not dtypes or bad:
-        raise HelixInputError("dtypes", f"must be a comma-separated list of {', '.join(DTYPE_BYTES)}", text)
+        raise HelixInputError("dtypes", f"must be a comma-separated list of {', '.join(RUNTIME_DTYPES)}", text)
     return dtypes
 
 

@@ -53,7 +53,8 @@ def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> Non
     p.add_argument("--world-size", default=None, help="check that n x m equals this many ranks")
     for flag in ("seq-len", "batch", "layers", "kv-heads"):
         p.add_argument(f"--{flag}", default=None, help=f"override the preset's {flag.replace('-', '_')}")
-    p.add_argument("--dtype", default=None, help="override the preset's dtype (fp64, fp32, bf16, fp16)")
+    p.add_argument("--dtype", default=None,
+                   help="override the preset's dtype (fp64, fp32, bf16, fp16; fp8 for estimates)")
     p.add_argument("--causal", default=None, choices=("true", "false"), help="override the preset's causal")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 

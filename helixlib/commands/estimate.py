@@ -7,6 +7,7 @@ import json
 import sys
 
 from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args
+from helixlib.commands.estimate_decode import add_decode_args, run_decode
 from helixlib.core.errors import positive_int
 from helixlib.core.presets import DEFAULT_CLUSTER
 from helixlib.estimate.estimator import FLASH_BLOCK, Estimate, estimate
@@ -24,6 +25,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recompute", action="store_true", help="full activation recompute (keep only block inputs)")
     p.add_argument("--micro-batch", default=None, help="sequences per micro-batch (must divide the batch)")
     p.add_argument("--flash-block", default=str(FLASH_BLOCK), help=f"query rows per flash tile (default {FLASH_BLOCK})")
+    add_decode_args(p)  # --phase decode and its options (helixlib.commands.estimate_decode)
 
 
 def estimate_from_args(a: argparse.Namespace) -> Estimate:
@@ -34,6 +36,8 @@ def estimate_from_args(a: argparse.Namespace) -> Estimate:
 
 
 def run(a: argparse.Namespace) -> int:
+    if a.phase == "decode":
+        return run_decode(a)
     est = estimate_from_args(a)
     if a.json:
         json.dump(est.to_dict(), sys.stdout)

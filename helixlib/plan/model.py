@@ -14,8 +14,11 @@ from helixlib.core import presets
 from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.core.presets import MODELS_DIR
 
-#: bytes per element for the dtypes the workbook knows
-DTYPE_BYTES = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2}
+#: bytes per element for the dtypes the workbook knows (fp8, e4m3 or e5m2: the estimator's weights
+#: and KV cache only; the torch runtime refuses it)
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+#: the dtypes the torch runtime (``run``, ``calibrate``) computes in
+RUNTIME_DTYPES = ("fp64", "fp32", "bf16", "fp16")
 MLP_KINDS = ("gelu", "swiglu")  # 2 matrices (W1, W2) or 3 (gate W1, up W3, down W2)
 
 _INT_FIELDS = ("hidden", "heads", "mlp_hidden", "seq_len", "batch", "layers")

@@ -190,3 +190,30 @@ ELEMENTWISE_KINDS = (OpKind.LAYERNORM, OpKind.SOFTMAX, OpKind.GELU, OpKind.ADD)
 #: LSE) reuses them). Flash-Decoding's rescale (Dao et al. 2023), as TensorRT-LLM's helixPostProcess.
 COMBINE_FLOPS_PER_ELEMENT = 2
 COMBINE_FLOPS_PER_ROW = 4
+
+
+class DecodeStrategy(StrEnum):
+    """How a decode step is split over one model-parallel group of W GPUs (``helixlib.estimate.decode``).
+
+    ``megatron-tp``: heads (and the FFN) split W ways; beyond W = K every extra GPU holds a copy of a KV head.
+    ``helix``: the workbook's two levels, n head groups × m head-dim segments (n·m = W); the partial scores
+    [B, H/n, S] are all-reduced over the m segments, so that collective grows with S.
+    ``helix-kv``: Helix Parallelism (Bhatia et al., arXiv 2507.07120): TP_A head groups × KVP shards of the
+    KV sequence (TP_A·KVP = W), one All-to-All of partial outputs and log-sum-exp per layer (independent of
+    S), then the out-projection and the FFN tensor-parallel over all W."""
+
+    MEGATRON_TP = "megatron-tp"
+    HELIX = "helix"
+    HELIX_KV = "helix-kv"
+
+
+DECODE_STRATEGIES = tuple(DecodeStrategy)
+
+
+class KvLayout(StrEnum):
+    """What the KV cache stores per token and KV head: a key (d_qk) and a value (d_v), or one latent
+    of d_qk whose first d_v columns are the value (absorbed multi-head latent attention, DeepSeek-V2/V3:
+    576 = 512 latent + 64 RoPE; DeepSeek-AI, arXiv 2405.04434 §2.1)."""
+
+    SEPARATE = "separate"
+    LATENT = "latent"

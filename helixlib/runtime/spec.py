@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from helixlib.core.errors import HelixInputError, one_of
 from helixlib.plan import ModelConfig, Partition
+from helixlib.plan.model import RUNTIME_DTYPES
 
 FAULT_KINDS = ("raise", "hang", "crash")
 DEVICES = ("auto", "cpu", "cuda")
@@ -45,6 +46,9 @@ class RunSpec:
 
     def __post_init__(self):
         one_of("device", self.device, DEVICES)
+        if self.model.dtype not in RUNTIME_DTYPES:
+            raise HelixInputError("dtype", f"the torch runtime runs {', '.join(RUNTIME_DTYPES)} "
+                                           "(fp8 is for the estimator)", self.model.dtype)
         if self.collective_timeout_s <= 0:
             raise HelixInputError("collective_timeout_s", "must be positive", self.collective_timeout_s)
         # what the model decides (kv_share, tokens_per_block), so every rank builds the same groups

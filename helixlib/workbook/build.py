@@ -29,6 +29,10 @@ ARTEFACTS = [
                                                 "--out", "{out}/dag_gather_qk_concat"]),
     ("estimate_helix-70b_4x4_a100.json", ["estimate", "--model", "helix-70b", "-n", "4", "-m", "4",
                                           "--hardware", "dgx-a100", "--json"]),
+    ("estimate_decode_llama-405b_helix-kv_8x8_nvl72.json", [
+        "estimate", "--phase", "decode", "--model", "helix-paper-llama-405b", "--hardware", "gb200-nvl72",
+        "--strategy", "helix-kv", "--head-groups", "8", "--kv-shards", "8", "--context", "1048576", "--batch", "8",
+        "--hop-b", "--json"]),
 ]
 
 
