@@ -48,7 +48,7 @@ def test_tables_name_the_configuration():
     (("--context", "lots"), "error: context: must be a positive integer"),
     (("--kv-cache", "paged"), "error: kv_cache: must be one of separate, latent"),
     (("--world-size", "8", "--head-groups", "8", "--kv-shards", "8"), "error: world_size: must equal"),
-    (("--phase", "decoding"), "error: argument --phase: invalid choice"),
+    (("--phase", "decoding"), "error: phase: must be one of prefill, decode"),
     (("--context", "99999999999999999999"), "error: context: must be at most 1,099,511,627,776"),
     (("--kv-shards", "99999999999999999999"), "error: kv_shards: must be at most"),
 ])

@@ -42,8 +42,10 @@ def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> Non
                    help=f"which shard owns a block of KV positions: one of {', '.join(KvPlacement)}")
     p.add_argument("--tokens-per-block", default=None,
                    help="KV positions per block (default 32, fewer when the context has under 2 blocks per shard)")
-    p.add_argument("--hop-b", default="1",
-                   help="decode with KV shards: batch chunks whose All-to-All overlaps the next chunk's attention")
+    p.add_argument("--hop-b", nargs="?", const="2", default="1", metavar="CHUNKS",
+                   help="HOP-B with KV shards: the batch in CHUNKS chunks, each chunk's All-to-All overlapping the "
+                        "next chunk's attention (default 1: no overlap; the flag alone: 2; the decode estimate "
+                        "overlaps per request whenever CHUNKS > 1)")
     p.add_argument("--phase", default=StepPhase.PREFILL,
                    help=f"one of {', '.join(StepPhase)} (decode: one new token per sequence, a cache of seq_len)")
     p.add_argument("--qk-mode", default=QkMode.REDUCE_SCORES,

@@ -65,7 +65,7 @@ def config_from_args(a: argparse.Namespace, model) -> DecodeConfig:
         split = _level(a, "tensor_parallel" if tp is not None else "head_groups", 4)
         second = _level(a, "kv_shards", 1)
     return DecodeConfig(strategy, split, second, _level(a, "context", model.seq_len), _level(a, "batch", model.batch),
-                        _level(a, "pipeline_parallel", 1), _level(a, "data_parallel", 1), bool(a.hop_b),
+                        _level(a, "pipeline_parallel", 1), _level(a, "data_parallel", 1), _level(a, "hop_b", 1) > 1,
                         a.weight_dtype, a.kv_dtype, one_of("kv_cache", a.kv_cache, tuple(KvLayout)))
 
 
