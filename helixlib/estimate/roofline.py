@@ -6,7 +6,9 @@
   curve fitted to published GEMM timings (``helixlib.estimate.kernels``; a batched GEMM's batch
   counts into M, and the curve's own per-call cost replaces the launch overhead), or — when the
   device lists measured ``(M, K, N, FLOP/s)`` points for the dtype (``calibrate``) — the
-  throughput of the measured shape nearest in log space, or else
+  throughput interpolated between the measured shapes (log FLOP/s weighted by inverse distance⁴
+  in log (M, K, N): a measured shape gets its own figure, others mostly their nearest
+  neighbours'), or else
   ``e = matmul_efficiency · f(M)·f(K)·f(N)`` with ``f(x) = x / (x + matmul_half_dim)``;
 * element-wise ops (LayerNorm, softmax, GELU, adds) run on the vector units, at
   ``memory_bandwidth · memory_efficiency`` — or, when the device lists measured
@@ -52,8 +54,10 @@ def gemm_efficiency(device: Device, dtype: str, M, K, N, batch=1):
             _shape_factor(K, device.matmul_half_dim) * _shape_factor(N, device.matmul_half_dim)
     table = np.asarray(measured, dtype=float)  # rows: M, K, N, FLOP/s
     query = np.log(np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (M, K, N))), axis=-1))
-    dist = ((query[..., None, :] - np.log(table[:, :3])) ** 2).sum(axis=-1)
-    return table[np.argmin(dist, axis=-1), 3] / device.peak_flops(dtype)
+    dist2 = ((query[..., None, :] - np.log(table[:, :3])) ** 2).sum(axis=-1)
+    weight = 1.0 / np.maximum(dist2, 1e-12) ** 2  # inverse distance⁴ in log-shape space: a measured shape is exact
+    log_flops = (weight * np.log(table[:, 3])).sum(axis=-1) / weight.sum(axis=-1)
+    return np.exp(log_flops) / device.peak_flops(dtype)
 
 
 def matmul_time(device: Device, dtype: str, flops, nbytes, M, K, N, batch=1) -> OpTime:
