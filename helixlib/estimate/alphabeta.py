@@ -7,11 +7,12 @@ send buffer), ``p`` the group size, and the bus bandwidth is ``busbw = S·f/T`` 
 
 In order of precedence, for ``count`` calls moving ``S`` bytes in all (``S/count`` each):
 
-1. a measured fit ``(alpha_s, busbw)`` of the cluster preset for (kind, p) — what ``calibrate``
-   writes for this machine's gloo collectives: ``T = count·α + S·f/busbw``;
-2. published sweeps of (kind, p, nodes) (``helixlib.estimate.collectives``): ``count · T_curve(S/count)``;
-   an all-gather or reduce-scatter the preset lets borrow the all-reduce curve (``derive_kinds``)
-   takes half its time at the same size (the same bus bandwidth);
+1. measured sweeps of (kind, p, nodes) (``helixlib.estimate.collectives``: published nccl-tests
+   curves, or this machine's gloo curves that ``calibrate`` writes), inside and above their sizes:
+   ``count · T_curve(S/count)``; an all-gather or reduce-scatter the preset lets borrow the
+   all-reduce curve (``derive_kinds``) takes half its time at the same size (the same bus bandwidth);
+2. a measured fit ``(alpha_s, busbw)`` of the cluster preset for (kind, p) — ``calibrate``'s
+   straight line through the same gloo points: ``T = count·α + S·f/busbw``;
 3. the topology model: ring kinds by NCCL's protocols (``helixlib.estimate.collectives`` docstring),
    ``count · min_protocol(α + (S/count)·f / (busbw · fraction))``; without protocols in the preset, one
    protocol with ``α = base + (s − s_net)·hop_nvlink + s_net·hop_net`` and the full bus bandwidth;
@@ -92,6 +93,11 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
     S = np.asarray(nbytes, dtype=float)
     p_, k, n = (np.asarray(v, dtype=float) for v in (p, nodes, count))
     alpha, bw = model_time(cluster, kind, S, p_, k, n)
+    for (mkind, size), fit in cluster.collectives.items():
+        if mkind == kind:
+            hit = p_ == size
+            alpha = np.where(hit, fit.alpha_s * n, alpha)
+            bw = np.where(hit, S * bus_factor(kind, p_) / fit.busbw, bw)
     per_call = S / np.maximum(n, 1)
     curve = curve_time(cluster.curves, kind, per_call, p_, k)
     source = cluster.derived_kinds.get(kind)
@@ -102,11 +108,6 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
     # a curve's time is reported as bandwidth time above its smallest point's time, the rest as latency
     alpha = np.where(measured, n * np.minimum(curve, _floor(cluster, kind, p_, k)), alpha)
     bw = np.where(measured, n * curve - alpha, bw)
-    for (mkind, size), fit in cluster.collectives.items():
-        if mkind == kind:
-            hit = p_ == size
-            alpha = np.where(hit, fit.alpha_s * n, alpha)
-            bw = np.where(hit, S * bus_factor(kind, p_) / fit.busbw, bw)
     alpha = np.where(p_ > 1, alpha, 0.0)
     bw = np.where(p_ > 1, bw, 0.0)
     return CommTime(_unwrap(alpha), _unwrap(bw), _unwrap(alpha + bw))

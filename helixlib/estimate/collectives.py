@@ -3,9 +3,9 @@
 **Curves** (``data/hardware/nccl/*.yaml``) are published nccl-tests sweeps, one per collective
 kind, group size (``ranks``), nodes spanned and algorithm (ring / tree / NVLS / "default", what
 NCCL chose), as ``[bytes, microseconds]`` points with their source. The time of ``S`` bytes is
-interpolated in log-size and log-time between the measured sizes, and continues at the last
-point's bus bandwidth above them; below the smallest size a curve says nothing (the protocol model
-answers). Sweeps of the same (kind, ranks, nodes, algorithm) from different machines are combined
+interpolated in log-size and log-time between the measured sizes; below the smallest size a curve
+says nothing (the protocol model answers); above the largest it continues the last two points'
+line. Sweeps of the same (kind, ranks, nodes, algorithm) from different machines are combined
 by their geometric mean (the spread between machines is itself a measured uncertainty); different
 algorithms by the minimum, as NCCL's tuner picks the fastest. A curve with ``role: reference`` is
 kept to compare against (a forced algorithm, a tuned or single-process launch) and not used.
@@ -65,7 +65,10 @@ class CollectiveCurve:
         S = np.asarray(nbytes, dtype=float)
         logS, logT = np.log(self.sizes), np.log(self.seconds)
         inside = np.exp(np.interp(np.log(np.maximum(S, 1.0)), logS, logT))
-        beyond = self.seconds[-1] * S / self.sizes[-1]  # the last point's bus bandwidth
+        (s0, s1), (t0, t1) = self.sizes[-2:] if len(self.sizes) > 1 else (0.0, self.sizes[0]), \
+            self.seconds[-2:] if len(self.seconds) > 1 else (0.0, self.seconds[0])
+        slope = (t1 - t0) / (s1 - s0)  # the last two points' marginal time per byte
+        beyond = t1 + (S - s1) * (slope if slope > 0 else t1 / s1)
         return np.where(S < self.sizes[0], np.nan, np.where(S > self.sizes[-1], beyond, inside))
 
     def busbw(self, nbytes=None):

@@ -24,7 +24,13 @@ from helixlib.core import presets
 from helixlib.core.errors import HelixInputError, positive_int
 from helixlib.core.presets import HARDWARE_DIR
 from helixlib.estimate import fields
-from helixlib.estimate.collectives import CollectiveCurve, Protocol, load_curves, protocols_from_dict
+from helixlib.estimate.collectives import (
+    CollectiveCurve,
+    Protocol,
+    curve_from_dict,
+    load_curves,
+    protocols_from_dict,
+)
 from helixlib.estimate.kernels import GemmCurve, gemm_from_dict
 from helixlib.plan.model import DTYPE_BYTES
 from helixlib.plan.names import ELEMENTWISE_KINDS, CollectiveKind
@@ -205,8 +211,10 @@ def cluster_from_dict(raw: dict, where: str = "", base: Path = HARDWARE_DIR) -> 
                     fields.number(f"{p}{name}.hop_latency_s", r["hop_latency_s"], lo_open=False))
 
     files = raw.get("collective_curves") or []
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise HelixInputError(p + "collective_curves", "must be a list of curve files", files)
+    if not isinstance(files, list) or not all(isinstance(f, (str, dict)) for f in files):
+        raise HelixInputError(p + "collective_curves", "must be a list of curve files or curves", files)
+    curves = tuple(c for i, f in enumerate(files) for c in (
+        load_curves(f, base) if isinstance(f, str) else (curve_from_dict(f, f"{p}collective_curves[{i}]"),)))
     derived = fields.mapping(p + "derive_kinds", raw.get("derive_kinds") or {}, (), COLLECTIVE_KINDS)
     for kind, src in derived.items():
         if src != CollectiveKind.ALL_REDUCE or kind not in (CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER):
@@ -222,8 +230,8 @@ def cluster_from_dict(raw: dict, where: str = "", base: Path = HARDWARE_DIR) -> 
         communicator_bytes=fields.number(p + "communicator_bytes", raw["communicator_bytes"], lo_open=False),
         source=fields.source(p, raw),
         collectives=_measured_fits(p, raw.get("collectives") or {}),
-        curves=tuple(c for f in files for c in load_curves(f, base)),
-        curve_files=tuple(files),
+        curves=curves,
+        curve_files=tuple(f for f in files if isinstance(f, str)),
         protocols=protocols_from_dict(raw["protocols"], p + "protocols") if raw.get("protocols") else (),
         derived_kinds=dict(derived),
     )
