@@ -20,4 +20,4 @@ def test_the_presets_gemm_curve_is_the_fit_to_its_table(device, table, mean, wor
     assert dev.gemm["fp16"] == stored
     assert fit.curve.max_efficiency == pytest.approx(t.max_achievable_tflops * 1e12 / dev.peak_flops("bf16"), abs=1e-6)
     assert (fit.mean_abs_error, fit.max_abs_error) == pytest.approx((mean, worst), abs=0.001)  # BENCHMARKS.md
-    assert np.isfinite(fit.errors).all() and len(fit.errors) == len(t.tflops)
+    assert np.isfinite(fit.errors).all() and len(fit.errors) == len(t.tflops) == {"a100-sxm4-80gb": 8}.get(table, 144)

@@ -127,11 +127,13 @@ def evaluate(rows: list[Row]) -> list[dict]:
     return out
 
 
-def summary(results: list[dict], specified_only: bool = True) -> dict[str, dict]:
-    """Per group: rows, mean and max |error| (utilisation: in points), and whether the goal is met."""
+def summary(results: list[dict], specified_only: bool = True, hardware: str | None = None) -> dict[str, dict]:
+    """Per group: rows, mean and max |error| (utilisation: in points), and whether the goal is met
+    (rows of one ``hardware`` preset only, if given)."""
     out = {}
     for group, (goal_mean, goal_max) in GOAL.items():
-        sel = [r for r in results if r["group"] == group and (r["specified"] or not specified_only)]
+        sel = [r for r in results if r["group"] == group and (r["specified"] or not specified_only)
+               and hardware in (None, r["hardware"])]
         if not sel:
             continue
         e = np.abs([r["points"] / 100 if group == "utilisation" else r["error"] for r in sel])

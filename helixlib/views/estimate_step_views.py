@@ -115,3 +115,68 @@ def plot_parity(results: list[dict], axes=None):
         ax.set_ylabel("predicted")
         ax.legend(fontsize=6)
     return axes
+
+
+# ---- the micro-level data the kernel models come from ----------------------------------------
+
+GEMM_HEADER = ["device", "shapes", "max eff", "half dim", "exponent", "launch", "mean |err|", "max |err|"]
+
+
+def gemm_fit_rows(devices=(("a100-sxm4-80gb", "a100-sxm4-80gb"), ("h100-sxm5-80gb", "h100-sxm5-80gb"))) -> list[list]:
+    """Per (device, table): the GEMM curve ``fit_gemm`` gets from the published table and how well it fits it."""
+    from helixlib.estimate.hardware import load_device
+    from helixlib.validation.micro_fit import fit_gemm, load_gemm_table
+
+    rows = []
+    for device, name in devices:
+        dev, t = load_device(device), load_gemm_table(name)
+        f = fit_gemm(t, dev.peak_flops("bf16"), "", "")
+        c = f.curve
+        rows.append([device, len(t.tflops), f"{c.max_efficiency:.3f}", f"{c.half_dim:.1f}", f"{c.exponent:.2f}",
+                     f"{c.launch_s * 1e6:.1f} us", f"{f.mean_abs_error:.1%}", f"{f.max_abs_error:.1%}"])
+    return rows
+
+
+CURVE_HEADER = ["sweep", "role", "ranks@nodes", "largest size", "busbw there", "model / measured there",
+                "mean |model/measured - 1|, >= 1 MB"]
+
+
+def curve_rows(cluster) -> list[list]:
+    """Every published sweep a cluster loads, against the estimator's collective model at the same sizes
+    (a ``model`` sweep is part of that model; a ``reference`` one is not)."""
+    import numpy as np
+
+    from helixlib.estimate.alphabeta import collective_time
+
+    rows = []
+    for c in cluster.curves:
+        sizes = np.array([s for s in c.sizes if s >= 1e6])
+        if not sizes.size:
+            continue
+        ratio = collective_time(cluster, c.kind, sizes, c.ranks, c.nodes).time_s / np.array([c.time(s) for s in sizes])
+        rows.append([c.id, c.role, f"{c.ranks}@{c.nodes}", si(c.sizes[-1], "B"), si(float(c.busbw()[-1]), "B/s"),
+                     f"{1 / ratio[-1]:.2f}", f"{np.abs(1 / ratio - 1).mean():.1%}"])
+    return rows
+
+
+def plot_collective(cluster, kind: str, ranks: int, nodes: int = 1, ax=None):
+    """Bus bandwidth against message size: the model and every published sweep of (kind, ranks, nodes)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from helixlib.estimate.alphabeta import bus_bandwidth
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    sizes = np.geomspace(1e3, 8e9, 80)
+    ax.plot(sizes, bus_bandwidth(cluster, kind, sizes, ranks, nodes) / 1e9, "k-", lw=1.5, label="model")
+    for c in cluster.curves:
+        if c.key == (kind, ranks, nodes):
+            ax.plot(c.sizes, c.busbw() / 1e9, "o" if c.role == "model" else "x", ms=3,
+                    label=f"{c.id} ({c.algorithm}{', reference' if c.role == 'reference' else ''})")
+    ax.set_xscale("log")
+    ax.set_xlabel("message size S, bytes")
+    ax.set_ylabel("bus bandwidth, GB/s")
+    ax.set_title(f"{kind}, {ranks} ranks on {nodes} node(s), {cluster.name}", fontsize=9)
+    ax.legend(fontsize=6)
+    return ax

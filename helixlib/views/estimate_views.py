@@ -193,7 +193,7 @@ def plot_strategies(rows: list[dict], ax=None, x: str = "world_size", key: str =
 #: published all-reduce bus bandwidths the collective model was NOT built from (single points in NCCL issues),
 #: to hold it against: (cluster, group size, bytes, B/s, source)
 MEASURED_BUSBW = [
-    ("dgx-a100", 8, 1e9, 200e9, "~200 GB/s, 8 x A100 80GB (HPE Apollo 6500), NCCL 2.18.1: NVIDIA/nccl-tests issue #149"),
+    ("dgx-a100", 8, 1e9, 200e9, "~200 GB/s, 8 x A100 80GB (HPE Apollo 6500), NCCL 2.18.1: nccl-tests issue #149"),
     ("dgx-h100", 8, 8e9, 480e9, "NVLS peak ~480 GB/s on 8 x H100 (NCCL maintainer): NVIDIA/nccl-tests issue #212"),
     ("dgx-h100", 8, 16e9, 482.12e9, "482.12 GB/s, 8 x H100 (Dell XE9680), NCCL 2.26.2: NVIDIA/nccl-tests issue #309"),
     ("dgx-h200", 8, 4e9, 475e9, "~475 GB/s peak, 8 x H200, NCCL 2.20.3: NVIDIA/nccl-tests issue #272"),
