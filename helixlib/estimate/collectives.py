@@ -26,6 +26,7 @@ middle sizes look like where no curve was measured: latency-bound, then LL128, t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +116,20 @@ def curve_from_dict(raw: dict, where: str) -> CollectiveCurve:
 
 
 def load_curves(name: str, base: Path = HARDWARE_DIR) -> tuple[CollectiveCurve, ...]:
-    """The curves of one file (``nccl/dgx-a100.yaml``: relative to ``base``, then to the shipped presets)."""
+    """The curves of one file (``nccl/dgx-a100.yaml``: relative to ``base``, then to the shipped presets).
+    Parsed once per file version (the sweeps are long and YAML is slow)."""
     path = Path(name)
     if not path.is_absolute():
         path = base / name if (base / name).is_file() else HARDWARE_DIR / name
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None  # read_yaml says what is wrong with it
+    return _load_curves(name, str(path), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_curves(name: str, path: str, stamp) -> tuple[CollectiveCurve, ...]:
     raw = fields.mapping(name, presets.read_yaml("collective_curves", path), ("kind", "source", "curves"))
     fields.require_kind(f"{name}.", raw, "collective_curves")
     if not isinstance(raw["curves"], list) or not raw["curves"]:

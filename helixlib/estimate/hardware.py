@@ -17,6 +17,7 @@ The loader is strict: an unknown or missing field, or a value of the wrong kind,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,12 +257,21 @@ def _measured_fits(p: str, raw) -> dict[tuple[str, int], MeasuredCollective]:
 
 def hardware_names(kind: str | None = None) -> list[str]:
     """Preset names under data/hardware (``kind`` = "device" or "cluster" to filter)."""
-    names = []
+    return [name for name, k in _kinds(_folder_stamp()) if kind is None or k == kind]
+
+
+def _folder_stamp() -> tuple:
+    return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(HARDWARE_DIR.glob("*.yaml")))
+
+
+@functools.lru_cache(maxsize=8)
+def _kinds(stamp: tuple) -> tuple[tuple[str, str | None], ...]:
+    """(name, kind) of every preset, read once per state of the folder."""
+    out = []
     for name in presets.preset_names(HARDWARE_DIR):
         raw = presets.read_yaml("hardware", HARDWARE_DIR / f"{name}.yaml")
-        if kind is None or (isinstance(raw, dict) and raw.get("kind") == kind):
-            names.append(name)
-    return names
+        out.append((name, raw.get("kind") if isinstance(raw, dict) else None))
+    return tuple(out)
 
 
 def _path(name_or_path: str | Path, kind: str) -> Path:
