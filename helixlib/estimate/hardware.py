@@ -17,7 +17,6 @@ The loader is strict: an unknown or missing field, or a value of the wrong kind,
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from helixlib.estimate.collectives import (
     protocols_from_dict,
 )
 from helixlib.estimate.kernels import GemmCurve, gemm_from_dict
+from helixlib.estimate.preset_index import clusters_with_device, hardware_names
 from helixlib.plan.model import DTYPE_BYTES
 from helixlib.plan.names import ELEMENTWISE_KINDS, CollectiveKind
 
@@ -255,25 +255,6 @@ def _measured_fits(p: str, raw) -> dict[tuple[str, int], MeasuredCollective]:
     return measured
 
 
-def hardware_names(kind: str | None = None) -> list[str]:
-    """Preset names under data/hardware (``kind`` = "device" or "cluster" to filter)."""
-    return [name for name, k in _kinds(_folder_stamp()) if kind is None or k == kind]
-
-
-def _folder_stamp() -> tuple:
-    return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(HARDWARE_DIR.glob("*.yaml")))
-
-
-@functools.lru_cache(maxsize=8)
-def _kinds(stamp: tuple) -> tuple[tuple[str, str | None], ...]:
-    """(name, kind) of every preset, read once per state of the folder."""
-    out = []
-    for name in presets.preset_names(HARDWARE_DIR):
-        raw = presets.read_yaml("hardware", HARDWARE_DIR / f"{name}.yaml")
-        out.append((name, raw.get("kind") if isinstance(raw, dict) else None))
-    return tuple(out)
-
-
 def _path(name_or_path: str | Path, kind: str) -> Path:
     return presets.resolve_preset("hardware", name_or_path, HARDWARE_DIR, known=hardware_names(kind),
                                   what=f"{kind} preset")
@@ -282,17 +263,6 @@ def _path(name_or_path: str | Path, kind: str) -> Path:
 def load_device(name_or_path: str | Path) -> Device:
     """A device preset by name (``a100-sxm4-80gb``) or YAML path."""
     return device_from_dict(presets.read_yaml("hardware", _path(name_or_path, "device")))
-
-
-def clusters_with_device(device: str) -> list[str]:
-    """The cluster presets built from the device preset ``device``."""
-    out = []
-    for name in hardware_names("cluster"):
-        raw = presets.read_yaml("hardware", HARDWARE_DIR / f"{name}.yaml")
-        dev = raw.get("device")
-        if dev == device or (isinstance(dev, dict) and dev.get("name") == device):
-            out.append(name)
-    return out
 
 
 def load_cluster(name_or_path: str | Path) -> Cluster:

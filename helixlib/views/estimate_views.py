@@ -215,23 +215,13 @@ def busbw_rows() -> list[list]:
 
 
 def plot_busbw(cluster: Cluster, p: int = 8, ax=None):
-    """Predicted all-reduce bus bandwidth against message size inside one node, with the measured anchors."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Predicted all-reduce bus bandwidth against message size inside one node, the published sweeps it
+    interpolates, and the published points it was not built from (``MEASURED_BUSBW``)."""
+    from helixlib.views.estimate_step_views import plot_collective
 
-    from helixlib.estimate.alphabeta import bus_bandwidth
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.2))
-    sizes = np.logspace(4, 10, 61)
-    ax.plot(sizes, bus_bandwidth(cluster, "all_reduce", sizes, p, 1) / 1e9, label=f"model, {cluster.name}")
-    for name, q, size, measured, _ in MEASURED_BUSBW:
-        if name == cluster.name and q == p:
-            ax.plot(size, measured / 1e9, "ko")
-    ax.plot([], [], "ko", label="measured (published)")
-    ax.set_xscale("log")
-    ax.set_xlabel("message size S, bytes")
-    ax.set_ylabel("all-reduce bus bandwidth, GB/s")
-    ax.set_title(f"{p} ranks in one node", fontsize=9)
-    ax.legend(fontsize=8)
+    ax = plot_collective(cluster, "all_reduce", p, 1, ax)
+    anchors = [(size, busbw) for name, q, size, busbw, _ in MEASURED_BUSBW if name == cluster.name and q == p]
+    if anchors:
+        ax.plot(*zip(*((size, busbw / 1e9) for size, busbw in anchors)), "k*", ms=8, label="single published points")
+        ax.legend(fontsize=6)
     return ax
