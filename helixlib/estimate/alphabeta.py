@@ -64,27 +64,28 @@ def model_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> tuple:
     S, p_, k, n = (np.asarray(v, dtype=float) for v in (nbytes, p, nodes, count))
     intra, inter = cluster.intra_node, cluster.inter_node
     per_call = S / n
+    on_net = k > 1
+    if kind == CollectiveKind.ALL_TO_ALL:  # protocol-independent parts, once
+        local = p_ / k
+        bw = np.maximum((local - 1) * (per_call / p_) / intra.bus_bandwidth,
+                        (p_ - local) * (per_call / p_) / inter.bus_bandwidth)
+    elif kind == CollectiveKind.SEND_RECV:
+        bw = per_call / np.where(on_net, inter.bus_bandwidth, intra.bus_bandwidth)
+    else:
+        steps, net = ring_steps(kind, p_, k)
+        bw = per_call * bus_factor(kind, p_) / ring_busbw(intra.bus_bandwidth, inter.bus_bandwidth, p_, k)
     best_a = best_b = None
     for proto in protocols(cluster):
-        hop_nvl, hop_net = proto.nvlink_hop_s, proto.net_hop_s
-        if kind == CollectiveKind.ALL_TO_ALL:
-            local = p_ / k
-            alpha = proto.base_latency_s + np.where(k > 1, hop_net, hop_nvl)
-            bw = np.maximum((local - 1) * (per_call / p_) / intra.bus_bandwidth,
-                            (p_ - local) * (per_call / p_) / inter.bus_bandwidth)
-        elif kind == CollectiveKind.SEND_RECV:
-            alpha = proto.base_latency_s + np.where(k > 1, hop_net, hop_nvl)
-            bw = per_call / np.where(k > 1, inter.bus_bandwidth, intra.bus_bandwidth)
+        if kind in (CollectiveKind.ALL_TO_ALL, CollectiveKind.SEND_RECV):
+            alpha = proto.base_latency_s + np.where(on_net, proto.net_hop_s, proto.nvlink_hop_s)
         else:
-            steps, net = ring_steps(kind, p_, k)
-            alpha = proto.base_latency_s + (steps - net) * hop_nvl + net * hop_net
-            bw = per_call * bus_factor(kind, p_) / ring_busbw(intra.bus_bandwidth, inter.bus_bandwidth, p_, k)
-        bw = bw / proto.bandwidth_factor
+            alpha = proto.base_latency_s + (steps - net) * proto.nvlink_hop_s + net * proto.net_hop_s
+        b = bw / proto.bandwidth_factor
         if best_a is None:
-            best_a, best_b = alpha + 0 * bw, bw + 0 * alpha
+            best_a, best_b = alpha + 0 * b, b + 0 * alpha
         else:
-            better = alpha + bw < best_a + best_b
-            best_a, best_b = np.where(better, alpha, best_a), np.where(better, bw, best_b)
+            better = alpha + b < best_a + best_b
+            best_a, best_b = np.where(better, alpha, best_a), np.where(better, b, best_b)
     return best_a * n, best_b * n
 
 
@@ -105,9 +106,9 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
         curve = np.fmin(curve, 0.5 * curve_time(cluster.curves, source, per_call, p_, k)) \
             if np.isfinite(curve).any() else 0.5 * curve_time(cluster.curves, source, per_call, p_, k)
     measured = np.isfinite(curve)
-    # a curve's time is reported as bandwidth time above its smallest point's time, the rest as latency
-    alpha = np.where(measured, n * np.minimum(curve, _floor(cluster, kind, p_, k)), alpha)
-    bw = np.where(measured, n * curve - alpha, bw)
+    if measured.any():  # a curve's time is split at the model's latency of one call: latency, the rest bandwidth
+        alpha = np.where(measured, n * np.minimum(curve, _floor(cluster, kind, p_, k)), alpha)
+        bw = np.where(measured, n * curve - alpha, bw)
     alpha = np.where(p_ > 1, alpha, 0.0)
     bw = np.where(p_ > 1, bw, 0.0)
     return CommTime(_unwrap(alpha), _unwrap(bw), _unwrap(alpha + bw))

@@ -154,25 +154,27 @@ def protocols_from_dict(raw, where: str) -> tuple[Protocol, ...]:
 
 def curve_time(curves, kind: str, nbytes, p, nodes):
     """Seconds per call from the ``model`` curves of (kind, p, nodes); NaN where none covers the size."""
-    S, p_, k = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (nbytes, p, nodes)))
+    S, p_, k = (a.ravel() for a in np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (nbytes, p, nodes))))
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (nbytes, p, nodes)))
     out = np.full(S.shape, np.nan)
     by_key: dict[tuple, dict[str, list[CollectiveCurve]]] = {}
     for c in curves:
         if c.role == "model" and c.kind == kind:
             by_key.setdefault(c.key, {}).setdefault(c.algorithm, []).append(c)
     for (_, ranks, n), algos in by_key.items():
-        hit = (p_ == ranks) & (k == n)
-        if not hit.any():
+        hit = np.nonzero((p_ == ranks) & (k == n))
+        if not hit[0].size:
             continue
-        best = np.full(S.shape, np.nan)
+        sizes = S[hit]  # only the rows of this group size and span
+        best = np.full(sizes.shape, np.nan)
         for members in algos.values():
-            logs = np.log(np.stack([c.time(S) for c in members]))
+            logs = np.log(np.stack([c.time(sizes) for c in members]))
             ok = np.isfinite(logs)
-            n = ok.sum(axis=0)
-            mean = np.where(ok, logs, 0.0).sum(axis=0) / np.maximum(n, 1)
-            best = np.fmin(best, np.where(n > 0, np.exp(mean), np.nan))
-        out = np.where(hit, best, out)
-    return out
+            count = ok.sum(axis=0)
+            mean = np.where(ok, logs, 0.0).sum(axis=0) / np.maximum(count, 1)
+            best = np.fmin(best, np.where(count > 0, np.exp(mean), np.nan))
+        out[hit] = best
+    return out.reshape(shape)
 
 
 def ring_busbw(intra_busbw, inter_busbw, p, nodes):

@@ -17,6 +17,7 @@ The loader is strict: an unknown or missing field, or a value of the wrong kind,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,7 +273,22 @@ def load_cluster(name_or_path: str | Path) -> Cluster:
     if isinstance(name_or_path, (str, Path)) and not Path(text).suffix and text in hardware_names("device"):
         raise _device_not_cluster(text)
     path = _path(name_or_path, "cluster")
-    return cluster_from_dict(presets.read_yaml("hardware", path), base=path.parent)
+    return _load_cluster(str(path), _stamp(path), _stamp(HARDWARE_DIR), _stamp(HARDWARE_DIR / "nccl"))
+
+
+def _stamp(path: Path):
+    """A file's or a folder's contents' modification times (None if it is not there)."""
+    try:
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        return tuple((p.name, p.stat().st_mtime_ns) for p in files)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cluster(path: str, *stamps) -> Cluster:
+    """Parsed once per version of the preset and the files it reads (the design space loads presets often)."""
+    return cluster_from_dict(presets.read_yaml("hardware", path), base=Path(path).parent)
 
 
 def _device_not_cluster(device: str) -> HelixInputError:
