@@ -107,16 +107,12 @@ def collective_time(cluster: Cluster, kind: str, nbytes, p, nodes, count=1) -> C
             if np.isfinite(curve).any() else 0.5 * curve_time(cluster.curves, source, per_call, p_, k)
     measured = np.isfinite(curve)
     if measured.any():  # a curve's time is split at the model's latency of one call: latency, the rest bandwidth
-        alpha = np.where(measured, n * np.minimum(curve, _floor(cluster, kind, p_, k)), alpha)
+        floor = alpha / np.maximum(n, 1)  # the model's α of one call of this size
+        alpha = np.where(measured, n * np.minimum(curve, floor), alpha)
         bw = np.where(measured, n * curve - alpha, bw)
     alpha = np.where(p_ > 1, alpha, 0.0)
     bw = np.where(p_ > 1, bw, 0.0)
     return CommTime(_unwrap(alpha), _unwrap(bw), _unwrap(alpha + bw))
-
-
-def _floor(cluster: Cluster, kind: str, p, k):
-    """The latency a curve's time is split at (the protocol model's α of one call)."""
-    return model_time(cluster, kind, 0.0, p, k, 1)[0]
 
 
 def _unwrap(x):

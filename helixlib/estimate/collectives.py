@@ -152,22 +152,45 @@ def protocols_from_dict(raw, where: str) -> tuple[Protocol, ...]:
 # ---- evaluating ----------------------------------------------------------------------------
 
 
-def curve_time(curves, kind: str, nbytes, p, nodes):
-    """Seconds per call from the ``model`` curves of (kind, p, nodes); NaN where none covers the size."""
-    S, p_, k = (a.ravel() for a in np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (nbytes, p, nodes))))
-    shape = np.broadcast_shapes(*(np.shape(v) for v in (nbytes, p, nodes)))
-    out = np.full(S.shape, np.nan)
+_INDEX: dict[int, tuple] = {}  # id(curves) -> (curves, {kind: index}): hashing every curve per call is slow
+
+
+def _index(curves: tuple[CollectiveCurve, ...], kind: str) -> tuple:
+    """The model curves of ``kind``: ((ranks, nodes, (members of one algorithm, ...)), ...), memoised per
+    curves tuple (a cluster's, which lives as long as the cluster)."""
+    entry = _INDEX.get(id(curves))
+    if entry is None or entry[0] is not curves:
+        if len(_INDEX) > 64:  # clusters built over and over (tests, calibrations): start again
+            _INDEX.clear()
+        entry = _INDEX[id(curves)] = (curves, {})
+    if kind not in entry[1]:
+        entry[1][kind] = _build_index(curves, kind)
+    return entry[1][kind]
+
+
+def _build_index(curves, kind: str) -> tuple:
     by_key: dict[tuple, dict[str, list[CollectiveCurve]]] = {}
     for c in curves:
         if c.role == "model" and c.kind == kind:
-            by_key.setdefault(c.key, {}).setdefault(c.algorithm, []).append(c)
-    for (_, ranks, n), algos in by_key.items():
+            by_key.setdefault((c.ranks, c.nodes), {}).setdefault(c.algorithm, []).append(c)
+    return tuple((ranks, nodes, tuple(tuple(m) for m in algos.values())) for (ranks, nodes), algos in by_key.items())
+
+
+def curve_time(curves, kind: str, nbytes, p, nodes):
+    """Seconds per call from the ``model`` curves of (kind, p, nodes); NaN where none covers the size."""
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (nbytes, p, nodes)))
+    index = _index(curves if isinstance(curves, tuple) else tuple(curves), kind)
+    if not index:
+        return np.full(shape, np.nan)
+    S, p_, k = (a.ravel() for a in np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (nbytes, p, nodes))))
+    out = np.full(S.shape, np.nan)
+    for ranks, n, algos in index:
         hit = np.nonzero((p_ == ranks) & (k == n))
         if not hit[0].size:
             continue
         sizes = S[hit]  # only the rows of this group size and span
         best = np.full(sizes.shape, np.nan)
-        for members in algos.values():
+        for members in algos:
             logs = np.log(np.stack([c.time(sizes) for c in members]))
             ok = np.isfinite(logs)
             count = ok.sum(axis=0)
