@@ -91,14 +91,15 @@ def test_70b_training_needs_16_gpus_and_sequence_sharding_buys_micro_batch(sweep
     assert not (res["fits"] & train & (table["world_size"] == 8)).any()
     at16 = train & (table["world_size"] == 16)
     lmb = lambda s: res["largest_micro_batch"][at16 & (table["strategy"] == s)].max()
-    assert lmb("helix") == 1 < lmb("megatron_sp")  # helix keeps [b, L, D] tensors on every rank
+    assert lmb("helix") == 1 < lmb("megatron-sp")  # helix keeps [b, L, D] tensors on every rank
 
 
 def test_best_returns_one_row_per_strategy_family(sweep):
     table, res = sweep
     rows = best(table, res, ("seq_len", "training", "world_size"))
     g16 = [r for r in rows if (r["seq_len"], r["training"], r["world_size"]) == (8192, False, 16)]
-    assert sorted(r["strategy"] for r in g16) == ["Megatron TP+SP", "Ulysses SP", "helix", "ring attention"]
+    assert sorted(r["strategy"] for r in g16) == ["Megatron TP", "Megatron TP+SP", "Ulysses SP", "helix",
+                                                  "ring attention"]
     helix = next(r for r in g16 if r["strategy"] == "helix")
     i = np.nonzero(res["valid"] & res["fits"] & (table["strategy"] == "helix") & (table["seq_len"] == 8192)
                    & ~table["training"] & (table["world_size"] == 16))[0]
@@ -106,9 +107,10 @@ def test_best_returns_one_row_per_strategy_family(sweep):
     assert plot_strategies(g16).has_data()
 
 
-def test_collective_model_meets_large_messages_and_is_optimistic_at_58_mb():
-    from helixlib.views.estimate_views import busbw_rows
+def test_collective_model_meets_published_points_it_was_not_built_from():
+    """Bus bandwidths reported in NCCL issues (not among the sweeps the model interpolates) against the model."""
+    from helixlib.views.estimate_views import MEASURED_BUSBW, busbw_rows
 
-    mid, large = (float(r[5]) for r in busbw_rows())
-    assert large == pytest.approx(1.0, abs=0.02)
-    assert 1.5 < mid < 2.5  # the α–β model predicts about twice the measured bus bandwidth at 58 MB
+    rows = busbw_rows()
+    assert len(rows) == len(MEASURED_BUSBW) >= 4
+    assert all(0.85 < float(r[5]) < 1.15 for r in rows)

@@ -3,11 +3,12 @@
 A configuration is (model, cluster, strategy, n, m, qk mode, G, L, B, micro-batch b,
 flash, recompute, training). ``grid(...)`` builds the cartesian product of the axes
 (helix expanded over every n·m = G and both qk modes; m = 1 is pure head
-parallelism, listed once); ``evaluate(table)`` prices every row with the closed-form
+parallelism, listed once; the strategy names are the CLI's, ``helixlib.plan.names.Strategy``);
+``evaluate(table)`` prices every row with the closed-form
 Programs of ``helixlib.estimate.strategies`` and the same roofline, α–β, overlap and memory
 functions as ``helixlib.estimate.estimator`` (which prices the Plan itself). Rows a strategy
 cannot run (n ∤ H, m ∤ d, G ∤ H for Megatron/Ulysses, G ∤ L for the sequence-parallel
-strategies, b ∤ B, a group not filling whole nodes) come back with ``valid = False``
+strategies and Megatron with SP, b ∤ B, a group not filling whole nodes) come back with ``valid = False``
 and NaN times.
 
 Totals are per training (or forward) step of the whole model: ``layers × B/b`` blocks.
@@ -29,15 +30,9 @@ from helixlib.core.numbers import divisors
 from helixlib.core.presets import DEFAULT_CLUSTER, DEFAULT_MODEL
 from helixlib.estimate.estimator import block_flops
 from helixlib.estimate.hardware import Cluster, load_cluster
+from helixlib.estimate.megatron import Block, megatron_program
 from helixlib.estimate.memory import MemoryBreakdown, program_memory
-from helixlib.estimate.strategies import (
-    STRATEGIES,
-    Shapes,
-    helix_program,
-    megatron_sp_program,
-    ring_program,
-    ulysses_program,
-)
+from helixlib.estimate.strategies import STRATEGIES, Shapes, helix_program, ring_program, ulysses_program
 from helixlib.estimate.timing import program_timing
 from helixlib.estimate.workload import fuse_attention
 from helixlib.plan import QK_MODES, QkMode
@@ -51,7 +46,8 @@ NO_QK = "-"
 def label(strategy: str, n: int, m: int, qk: str) -> str:
     if strategy == "helix":
         return f"head-parallel (helix {n}x1)" if m == 1 else f"helix {n}x{m} {qk}"
-    return {"megatron_sp": "Megatron TP+SP", "ulysses": "Ulysses SP", "ring": "ring attention"}[strategy]
+    return {"megatron-tp": "Megatron TP", "megatron-sp": "Megatron TP+SP", "ulysses": "Ulysses SP",
+            "ring": "ring attention"}[strategy]
 
 
 def grid(models=(DEFAULT_MODEL,), hardware=(DEFAULT_CLUSTER,), world_sizes=(16,), seq_lens=(None,), batches=(None,),
@@ -133,6 +129,8 @@ def _valid(strategy, s: Shapes, B, gpn):
     ok = (B % s.micro_batch == 0) & ((G <= gpn) | (G % gpn == 0)) & (s.mlp_hidden % G == 0)
     if strategy == "helix":
         return ok & (s.heads % s.head_groups == 0) & (s.head_dim % s.dim_segments == 0)
+    if strategy == "megatron-tp":
+        return ok & (s.heads % G == 0)
     ok &= s.seq_len % G == 0
     return ok if strategy == "ring" else ok & (s.heads % G == 0)
 
@@ -141,9 +139,10 @@ def _program(strategy, qk, s: Shapes, cluster, dtype_bytes, flash):
     gpn = cluster.gpus_per_node
     if strategy == "helix":
         prog = helix_program(s, gpn, dtype_bytes, qk == QkMode.GATHER_QK)
+    elif strategy.startswith("megatron"):  # forward-only and training rows alike: no dropout (the models have none)
+        return megatron_program(s, gpn, dtype_bytes, Block(sp=strategy == "megatron-sp", flash=flash, causal=False))
     else:
-        prog = {"megatron_sp": megatron_sp_program, "ulysses": ulysses_program, "ring": ring_program}[strategy](
-            s, gpn, dtype_bytes)
+        prog = {"ulysses": ulysses_program, "ring": ring_program}[strategy](s, gpn, dtype_bytes)
     return fuse_attention(prog, s.seq_len) if flash else prog
 
 

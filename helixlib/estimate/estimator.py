@@ -219,7 +219,8 @@ class Estimate:
 
 CONVENTIONS = {
     "flops": "2 per multiply-add; full L x L scores (masked dense kernel); model FLOPs x3 for training",
-    "backward": "2 x forward per op (flash attention 2.5 x); recompute adds the forward again",
+    "backward": "2 x forward per op (flash attention: 2.5 x its FLOPs at the device's backward flash fraction); "
+                "recompute adds the forward again",
     "per_layer": "one block over the whole batch (B/b micro-batches), slowest rank",
     "per_model": "layers x per_layer; embeddings, loss, optimizer update excluded",
     "times": "no_overlap = compute + communication; perfect_overlap = max; dataflow = compute + exposed",

@@ -75,9 +75,12 @@ class MemoryBreakdown:
         return d
 
 
-def stored_bytes(prog: Program):
-    """Bytes autograd keeps for one block's backward (each tensor once)."""
-    names = dict.fromkeys(t for op in prog.ops for t in op.saves)
+def stored_bytes(prog: Program, selective: bool = False):
+    """Bytes autograd keeps for one block's backward (each tensor once). ``selective``: without what the
+    attention core's ops (recomputed in backward) save, other than their inputs from outside the core."""
+    core = {op.output for op in prog.ops if op.selective} if selective else set()
+    core |= {t for op in prog.ops if op.selective and selective for t in op.saves if t.endswith("mask")}
+    names = dict.fromkeys(t for op in prog.ops for t in op.saves if t not in core)
     return sum(prog.sizes[t] for t in names)
 
 

@@ -16,13 +16,9 @@ Strategies over ``G`` GPUs (β bytes per element, ``d = D/H``):
     outputs and the residuals are replicated: ``[b, L, D]`` on every rank. With m = 1 it
     is **pure head parallelism** (Megatron tensor parallelism without sequence
     parallelism).
-``megatron_sp`` (needs G | H, G | L)
-    Megatron tensor parallelism with sequence parallelism (Korthikanti et al. 2022):
-    heads split G ways, the all-reduces of [b, L, D] replaced by all-gather (before QKV and
-    FC1) + reduce-scatter (after out-proj and FC2) — the same bytes on the wire, no
-    term in L² — and LayerNorms, residuals and the block input sharded along the
-    sequence (T/G tokens per rank). Backward re-gathers the LayerNorm outputs for the
-    weight gradients (overlapped with the input-gradient GEMMs).
+``megatron-tp`` / ``megatron-sp`` (needs G | H; G | b·L with SP)
+    Megatron tensor parallelism, without or with sequence parallelism (Korthikanti et al.
+    2022), as Megatron-LM runs it: ``helixlib.estimate.megatron``.
 ``ulysses`` (needs G | H, G | L)
     DeepSpeed-Ulysses sequence parallelism: every op but attention on T/G tokens with
     full weights; four all-to-alls per layer (Q, K, V to head-sharded, O back), each of
@@ -48,9 +44,11 @@ import numpy as np
 
 from helixlib.estimate.workload import LSE_BYTES, WGRAD_OVERLAP, OpCost, Overlap, Program, ProgramBuilder
 from helixlib.plan import FLOPS_PER_ELEMENT, CollectiveKind, Comm, MeshDim, Phase
+from helixlib.plan.names import Strategy
 
 FLOPS = FLOPS_PER_ELEMENT | {"add": 2}  # the Plan's per-element counts; the residual adds carry a bias: 2
-STRATEGIES = ("helix", "megatron_sp", "ulysses", "ring")
+#: the design space's strategies, by the names the CLI uses (``helixlib.plan.names.Strategy``)
+STRATEGIES = tuple(str(s) for s in Strategy)
 WHOLE_LAYER = ("*",)
 
 
@@ -148,55 +146,6 @@ def _world_all_reduce(P, name, output, elements, G, nodes, phase=Phase.FORWARD):
     P.comm(name, CollectiveKind.ALL_REDUCE, MeshDim.WORLD, G, nodes, elements * P.beta, phase=phase,
            overlap=Overlap(Phase.BACKWARD, ops, 0.5) if ops else None, output=output,
            out_elements=elements if output else None)
-
-
-# ---- Megatron tensor + sequence parallel ------------------------------------------------
-
-
-def megatron_sp_program(s: Shapes, gpus_per_node: int, dtype_bytes: int) -> Program:
-    """Megatron TP + SP over G ranks; see the module docstring."""
-    b, L, D, H, F, G = s.micro_batch, s.seq_len, s.hidden, s.heads, s.mlp_hidden, s.world_size
-    d, T = s.head_dim, s.tokens
-    Ts, hd, f, h = T // G, D // G, F // G, H // G
-    world = world_nodes(G, gpus_per_node)
-    P = ProgramBuilder(dtype_bytes)
-    full = T * D * P.beta  # the gathered / reduce-scattered [b, L, D]
-
-    def gather(name, src, dst, phase=Phase.FORWARD, overlap=None):
-        P.comm(name, CollectiveKind.ALL_GATHER, MeshDim.WORLD, G, world, full, phase=phase, overlap=overlap,
-               output=dst, out_elements=T * D if dst else None)
-
-    def scatter(name, dst, phase=Phase.FORWARD, overlap=None):
-        P.comm(name, CollectiveKind.REDUCE_SCATTER, MeshDim.WORLD, G, world, full, phase=phase, overlap=overlap,
-               output=dst, out_elements=Ts * D if dst else None)
-
-    P.tensor("x", Ts * D)
-    P.elementwise("ln1", "layernorm", ["x"], "h1", Ts * D, FLOPS["layernorm"], params=2 * D)
-    gather("qkv_input_allgather", "h1", "h1_full")
-    for t in "qkv":
-        P.matmul(f"{t}_proj", ["h1_full"], t, 1, T, D, hd, bias=hd, saves=("h1",))
-    P.matmul("scores", ["q", "k"], "s", b * h, L, d, L, weight=False)
-    P.elementwise("softmax", "softmax", ["s"], "p", b * h * L * L, FLOPS["softmax"])
-    P.matmul("attn_v", ["p", "v"], "o", b * h, L, L, d, weight=False)
-    P.matmul("out_proj", ["o"], "a_part", 1, T, hd, D)
-    scatter("out_proj_reduce_scatter", "a")
-    P.elementwise("residual1", "add", ["x", "a"], "x1", Ts * D, FLOPS["add"], params=D)
-    P.elementwise("ln2", "layernorm", ["x1"], "h2", Ts * D, FLOPS["layernorm"], params=2 * D)
-    gather("fc1_input_allgather", "h2", "h2_full")
-    P.matmul("fc1", ["h2_full"], "u", 1, T, D, f, bias=f, saves=("h2",))
-    P.elementwise("gelu", "gelu", ["u"], "z", T * f, FLOPS["gelu"])
-    P.matmul("fc2", ["z"], "y_part", 1, T, f, D)
-    scatter("fc2_reduce_scatter", "y")
-    P.elementwise("residual2", "add", ["x1", "y"], "out", Ts * D, FLOPS["add"], params=D)
-    gather("fc2_reduce_scatter.backward", None, None, Phase.BACKWARD)
-    mlp = Overlap(Phase.BACKWARD, ("fc1",), 1.0)
-    gather("fc1_input_regather", None, None, Phase.BACKWARD, mlp)
-    scatter("fc1_input_allgather.backward", None, Phase.BACKWARD, mlp)
-    gather("out_proj_reduce_scatter.backward", None, None, Phase.BACKWARD)
-    qkv = Overlap(Phase.BACKWARD, ("q_proj", "k_proj", "v_proj"), 1.0)
-    gather("qkv_input_regather", None, None, Phase.BACKWARD, qkv)
-    scatter("qkv_input_allgather.backward", None, Phase.BACKWARD, qkv)
-    return P.build(communicators=np.ones_like(np.asarray(G)))
 
 
 # ---- sequence parallel: Ulysses and ring -------------------------------------------------

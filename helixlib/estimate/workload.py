@@ -53,6 +53,9 @@ class OpCost:
     bytes: object
     gemm: tuple | None = None  # (batch, M, K, N) for matmuls
     saves: tuple[str, ...] = ()  # tensors kept for backward
+    backward_bytes: object = None  # bytes its backward moves (element-wise ops); None: twice the forward's time
+    selective: bool = False  # part of the attention core that selective recompute runs again in backward
+    causal: bool = False  # a flash kernel that skips the masked half (its FLOPs are already halved)
 
 
 @dataclass
@@ -118,25 +121,32 @@ class ProgramBuilder:
         self.sizes[name] = elements * self.beta
         return name
 
-    def matmul(self, name, inputs, output, batch, M, K, N, weight: bool = True, bias=0, saves=None) -> str:
+    def matmul(self, name, inputs, output, batch, M, K, N, weight: bool = True, bias=0, saves=None,
+               selective=False) -> str:
         """``[batch] × [M,K]·[K,N]``: 2·batch·M·K·N FLOPs; a weight operand of K·N (+ bias) parameters."""
         flops = 2 * batch * M * K * N
         moved = batch * (M * K + K * N + M * N) + bias
         if weight:
             self.params = self.params + K * N + bias
-        return self._op(name, "matmul", inputs, output, batch * M * N, flops, moved, (batch, M, K, N), saves)
+        return self._op(name, "matmul", inputs, output, batch * M * N, flops, moved, (batch, M, K, N), saves,
+                        selective=selective)
 
-    def elementwise(self, name, kind, inputs, output, elements, flops_per_element, params=0, saves=None) -> str:
-        """Reads every input (and ``params`` parameters), writes ``elements``; FLOPs per output element."""
+    def elementwise(self, name, kind, inputs, output, elements, flops_per_element, params=0, saves=None,
+                    extra_bytes=0, backward_bytes=None, selective=False) -> str:
+        """Reads every input (and ``params`` parameters), writes ``elements`` (and ``extra_bytes``, e.g. a
+        dropout mask); FLOPs per output element. ``backward_bytes``: what its backward moves."""
         moved = sum(self.sizes[t] for t in inputs) / self.beta + params + elements
         self.params = self.params + params
-        return self._op(name, kind, inputs, output, elements, flops_per_element * elements, moved, None, saves)
+        return self._op(name, kind, inputs, output, elements, flops_per_element * elements, moved, None, saves,
+                        extra_bytes, backward_bytes, selective)
 
-    def _op(self, name, kind, inputs, output, out_elements, flops, moved, gemm, saves) -> str:
+    def _op(self, name, kind, inputs, output, out_elements, flops, moved, gemm, saves, extra_bytes=0,
+            backward_bytes=None, selective=False) -> str:
         inputs = tuple(inputs)
         self.tensor(output, out_elements)
-        self.ops.append(OpCost(name, kind, inputs, output, flops, moved * self.beta, gemm,
-                               default_saves(kind, inputs, output) if saves is None else tuple(saves)))
+        self.ops.append(OpCost(name, kind, inputs, output, flops, moved * self.beta + extra_bytes, gemm,
+                               default_saves(kind, inputs, output) if saves is None else tuple(saves),
+                               backward_bytes, selective))
         return output
 
     def comm(self, name, kind, group, p, nodes, nbytes, phase="forward", count=1, overlap=None,
@@ -188,12 +198,14 @@ def program_from_plan(plan: Plan, rank: int, cluster: Cluster) -> Program:
     return Program(ops, forward, backward, sizes, params, beta, communicators=len(groups))
 
 
-def fuse_attention(prog: Program, seq_len, flash_block: int = 128) -> Program:
+def fuse_attention(prog: Program, seq_len, flash_block: int = 128, causal: bool = False) -> Program:
     """The same program with scores → softmax → P·V as one flash-attention kernel.
 
     The kernel runs the scores and P·V matmul FLOPs (softmax work is inside its
-    efficiency) and reads q, k, v and writes the output and the fp32 row log-sum-exp:
-    no ``L×L`` tensor reaches memory or autograd. Its backward recomputes the scores.
+    efficiency; half of them with ``causal``: it skips the tiles above the diagonal) and reads
+    q, k, v and writes the output and the fp32 row log-sum-exp: no ``L×L`` tensor reaches memory
+    or autograd. Its backward recomputes the scores. Whatever sat between the scores and P·V
+    (a dropout of the probabilities) is inside the kernel.
 
     With partial scores (``scores_allreduce``: d split over the group), a flash kernel
     needs the *summed* scores of every tile before its softmax: we model one all-reduce
@@ -203,20 +215,22 @@ def fuse_attention(prog: Program, seq_len, flash_block: int = 128) -> Program:
     way we see to combine flash attention with a split head dimension.
     """
     scores, softmax, attn_v = prog.op("scores"), prog.op("softmax"), prog.op("attn_v")
-    q, k = scores.inputs
-    v, o = attn_v.inputs[1], attn_v.output
+    reads = tuple(dict.fromkeys(scores.inputs + attn_v.inputs[1:]))  # q, k, v (one fused QKV tensor in Megatron)
+    o = attn_v.output
     lse = "lse"
     sizes = dict(prog.sizes)
     rows = prog.sizes[softmax.output] / prog.dtype_bytes / seq_len  # (batch · heads · queries) of the score tensor
     sizes[lse] = rows * LSE_BYTES
-    moved = sizes[q] + sizes[k] + sizes[v] + sizes[o] + sizes[lse]
-    fused = OpCost("flash_attention", "flash_attention", (q, k, v), o, scores.flops + attn_v.flops, moved, None,
-                   (q, k, v, o, lse))
+    moved = sum(sizes[t] for t in reads) + sizes[o] + sizes[lse]
+    flops = (scores.flops + attn_v.flops) * (0.5 if causal else 1)
+    fused = OpCost("flash_attention", "flash_attention", reads, o, flops, moved, None, reads + (o, lse),
+                   selective=scores.selective, causal=causal)
+    inside = {"softmax", "attn_v"} | {op.name for op in prog.ops if op.selective and op.kind != "matmul"}
     ops = []
     for op in prog.ops:
         if op.name == "scores":
             ops.append(fused)
-        elif op.name not in ("softmax", "attn_v"):
+        elif op.name not in inside:
             ops.append(op)
     chunks = np.ceil(np.asarray(seq_len, dtype=float) / flash_block)
     chunks = float(chunks) if chunks.ndim == 0 else chunks

@@ -174,6 +174,31 @@ class OpKind(StrEnum):
     LSE = "lse"  # the row log-sum-exp of the scores a softmax already has (its max and its sum)
     COMBINE = "combine"  # KV shards: O = Σ_i exp(LSE_i − LSE) O_i
     KV_APPEND = "kv_append"  # decode: the new token's K or V written into the cache (no FLOPs)
+    # the block as trained (the estimator's Megatron block, embeddings, loss and optimizer), priced by bytes
+    DROPOUT = "dropout"  # writes a 1-byte mask beside its output (fused with bias add and residual as Megatron does)
+    COPY = "copy"  # a layout change (transpose + contiguous)
+    EMBEDDING = "embedding"  # a gather of token rows
+    CROSS_ENTROPY = "cross_entropy"  # vocabulary-parallel softmax cross-entropy over fp32 logits
+    OPTIMIZER = "optimizer"  # the Adam update of the parameters a rank owns
+
+
+class Recompute(StrEnum):
+    """Activation recomputation in a training step (Korthikanti et al. 2022, arXiv 2205.05198): none,
+    the attention core only (selective), or the whole block from its input (full)."""
+
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+
+class Strategy(StrEnum):
+    """How a block is split over a tensor-parallel group: the names the CLI and the design space use."""
+
+    HELIX = "helix"  # head groups x head-dim segments (the Plan)
+    MEGATRON_TP = "megatron-tp"  # Megatron tensor parallelism (Shoeybi et al. 2019)
+    MEGATRON_SP = "megatron-sp"  # ... with sequence parallelism (Korthikanti et al. 2022)
+    ULYSSES = "ulysses"  # DeepSpeed-Ulysses sequence parallelism
+    RING = "ring"  # ring attention / context parallelism
 
 
 #: FLOPs per output element of the element-wise ops: LayerNorm (mean, variance, normalise, affine)

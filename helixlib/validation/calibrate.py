@@ -12,7 +12,9 @@ inside ``G`` concurrently running ranks (``helixlib.validation.microbench``), no
   exceeds); ``launch_overhead_s`` the cost of one recorded op;
 * ``collectives``: gloo all-reduce, all-gather and reduce-scatter over groups of ``p`` ranks
   (every divisor of G from 2; all groups at once), fitted to ``T = α + S·f/busbw`` by least
-  squares on relative error, with the fit's error reported.
+  squares on relative error, with the fit's error reported; the measured points themselves are
+  written as curves (``collective_curves``), which the estimator interpolates by message size
+  (``helixlib.estimate.collectives``), the fit answering below the smallest size.
 
 The preset is one "node" of G "GPUs" (``gpus_per_node = G``); its ``source`` says when, where
 and how it was measured. Fields the run cannot measure say so (flash attention, buffers).
@@ -181,11 +183,15 @@ def build_preset(meas: dict, fits: list[AlphaBetaFit], suite: Suite, machine: st
     hop = float((np.array([f.alpha_s for f in ar]) * steps).sum() / (steps * steps).sum())
     link = {"bandwidth": statistics.median(f.busbw for f in ar), "efficiency": 1.0, "hop_latency_s": hop}
     collectives: dict[str, dict] = {}
+    curves = []
     for f in fits:
         collectives.setdefault(f.kind, {})[f.p] = {"alpha_s": f.alpha_s, "busbw": f.busbw}
+        curves.append({"id": f"gloo-{f.kind}-{f.p}", "kind": f.kind, "ranks": f.p, "nodes": 1, "algorithm": "gloo",
+                       "source": how, "points": [[float(s), t * 1e6] for s, t in zip(f.sizes, f.seconds)]})
     return {
         "kind": "cluster", "name": name, "device": device, "gpus_per_node": G, "base_latency_s": 0.0,
         "intra_node": link, "inter_node": dict(link), "communicator_bytes": 0.0, "collectives": collectives,
+        "collective_curves": curves,
         "source": how + "; collectives fitted per kind and group size (T = alpha + S*f/busbw, least squares on "
                         "relative error); intra_node (used only for kinds and sizes not measured): median all-reduce "
                         "busbw, hop latency fitted to alpha over 2(p-1) ring steps; communicator_bytes not measured",

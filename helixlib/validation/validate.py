@@ -159,6 +159,16 @@ def predict(config: Config, cluster: Cluster) -> dict:
             "communicated_bytes": plan_bytes(plan)}
 
 
+def repredict(results: dict) -> dict:
+    """The same results with every prediction recomputed by today's estimator from the stored calibration
+    (the measurements untouched): how a change to the estimator moves the held-out errors."""
+    cluster = cluster_of(results)
+    out = dict(results)
+    for split in ("calibration_configs", "held_out", "drift"):
+        out[split] = [r | {"predicted": predict(Config.from_dict(r["config"]), cluster)} for r in results[split]]
+    return out
+
+
 def plan_bytes(plan) -> list[int]:
     """Per rank, the bytes of the collectives the Plan says one training step calls (each
     collective's message: elements × dtype bytes, as the run's trace records them)."""

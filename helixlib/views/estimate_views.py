@@ -190,10 +190,13 @@ def plot_strategies(rows: list[dict], ax=None, x: str = "world_size", key: str =
     return ax
 
 
-#: measured all-reduce bus bandwidths to hold the α–β model against: (cluster, group size, bytes, B/s, source)
+#: published all-reduce bus bandwidths the collective model was NOT built from (single points in NCCL issues),
+#: to hold it against: (cluster, group size, bytes, B/s, source)
 MEASURED_BUSBW = [
-    ("dgx-h100", 8, 58e6, 150e9, "8 x H100 in one node, about 150 GB/s at 58 MB (a single quoted point)"),
-    ("dgx-h100", 8, 8e9, 370e9, "NVIDIA/nccl-tests issue #212 (NCCL maintainer): ~370 GB/s ring busbw, 8 x H100"),
+    ("dgx-a100", 8, 1e9, 200e9, "~200 GB/s, 8 x A100 80GB (HPE Apollo 6500), NCCL 2.18.1: nccl-tests issue #149"),
+    ("dgx-h100", 8, 8e9, 480e9, "NVLS peak ~480 GB/s on 8 x H100 (NCCL maintainer): NVIDIA/nccl-tests issue #212"),
+    ("dgx-h100", 8, 16e9, 482.12e9, "482.12 GB/s, 8 x H100 (Dell XE9680), NCCL 2.26.2: NVIDIA/nccl-tests issue #309"),
+    ("dgx-h200", 8, 4e9, 475e9, "~475 GB/s peak, 8 x H200, NCCL 2.20.3: NVIDIA/nccl-tests issue #272"),
 ]
 BUSBW_HEADER = ["cluster", "ranks", "message", "measured", "model", "model / measured", "source"]
 
@@ -212,23 +215,13 @@ def busbw_rows() -> list[list]:
 
 
 def plot_busbw(cluster: Cluster, p: int = 8, ax=None):
-    """Predicted all-reduce bus bandwidth against message size inside one node, with the measured anchors."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Predicted all-reduce bus bandwidth against message size inside one node, the published sweeps it
+    interpolates, and the published points it was not built from (``MEASURED_BUSBW``)."""
+    from helixlib.views.estimate_step_views import plot_collective
 
-    from helixlib.estimate.alphabeta import bus_bandwidth
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.2))
-    sizes = np.logspace(4, 10, 61)
-    ax.plot(sizes, bus_bandwidth(cluster, "all_reduce", sizes, p, 1) / 1e9, label=f"model, {cluster.name}")
-    for name, q, size, measured, _ in MEASURED_BUSBW:
-        if name == cluster.name and q == p:
-            ax.plot(size, measured / 1e9, "ko")
-    ax.plot([], [], "ko", label="measured (published)")
-    ax.set_xscale("log")
-    ax.set_xlabel("message size S, bytes")
-    ax.set_ylabel("all-reduce bus bandwidth, GB/s")
-    ax.set_title(f"{p} ranks in one node", fontsize=9)
-    ax.legend(fontsize=8)
+    ax = plot_collective(cluster, "all_reduce", p, 1, ax)
+    anchors = [(size, busbw) for name, q, size, busbw, _ in MEASURED_BUSBW if name == cluster.name and q == p]
+    if anchors:
+        ax.plot(*zip(*((size, busbw / 1e9) for size, busbw in anchors)), "k*", ms=8, label="single published points")
+        ax.legend(fontsize=6)
     return ax
