@@ -1,5 +1,5 @@
 """The numbers notebook 08 shows that are not asserted elsewhere: the log-sum-exp demo, the exercises'
-hidden answers, and the notebook's shape (a parameters cell, hidden answer cells, no real-run section)."""
+hidden answers, and the notebook's shape (a parameters cell, hidden answer cells, the real 16-rank run)."""
 
 import json
 
@@ -50,5 +50,6 @@ def test_notebook_shape():
     assert all(c["metadata"]["jupyter"]["source_hidden"] and "exercise_answers(" in "".join(c["source"])
                for c in answers)
     text = "".join("".join(c["source"]) for c in cells)
-    for needed in ("published_rooflines(", "paper_study(", "lse_combine_demo(", "DecodeExplorer(", "plot_pareto("):
+    for needed in ("published_rooflines(", "paper_study(", "lse_combine_demo(", "DecodeExplorer(", "plot_pareto(",
+                   "launch_local(", "decode_step_rows("):
         assert needed in text

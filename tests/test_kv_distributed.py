@@ -48,6 +48,23 @@ def test_decode_8_steps_on_16_processes(part):
     assert all(tr.timings["forward_s"] > 0 for tr in r.traces)
 
 
+def test_notebook_08s_decode_table_shows_measured_equal_to_plan():
+    """The table notebook 08 prints for its real runs: per step, measured bytes == the step's Plan, the
+    head-dim split's growing by one key's partial scores per step, the All-to-All's constant."""
+    from helixlib.views.kv_report import decode_step_rows
+
+    runs = {"hd": launch_local(RunSpec(GQA, Partition(4, 4), backward=False, phase="decode", steps=3)),
+            "kv": launch_local(RunSpec(GQA, Partition(4, kv_shards=4), backward=False, phase="decode", steps=3))}
+    rows, header = decode_step_rows(runs)
+    assert header == ["step", "cached positions", "hd measured", "hd Plan", "kv measured", "kv Plan"]
+    assert [r[1] for r in rows] == [GQA.seq_len, GQA.seq_len + 1, GQA.seq_len + 2]
+    assert all(r[2] == r[3] and r[4] == r[5] for r in rows)
+    assert rows[0][4] == rows[2][4]  # the KV shards' bytes per step do not grow
+    plans = decode_plans(GQA, Partition(4, 4), 3)
+    moved = [sum(c.bytes * len(c.ranks) for c in p.collectives) for p in plans]
+    assert moved[0] < moved[1] < moved[2]  # the head-dim split's do
+
+
 def test_bf16_kv_prefill_within_reasoned_tolerance():
     r = launch_local(RunSpec(GQA.replace(dtype="bf16"), Partition(4, kv_shards=4), backward=True))
     assert r.ok, r.comparison.to_dict()

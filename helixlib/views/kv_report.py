@@ -104,3 +104,24 @@ def decode_lines(r: RunResult) -> list[str]:
     a2a = max(sum(c.seconds for c in t.collectives if c.kind == "all_to_all") for t in r.traces) / steps
     return [f"decode: {steps} steps, slowest rank {step * 1e3:.2f} ms per step; All-to-All blocked "
             f"{a2a * 1e3:.2f} ms per step (slowest rank)"]
+
+
+DECODE_STEP_HEADER = ["step", "cached positions"]
+
+
+def decode_step_rows(runs: dict[str, RunResult]) -> tuple[list[list], list[str]]:
+    """One row per decode step of same-length runs: the positions cached before it, then per run the
+    bytes every rank's recorded collectives moved in that step and what the step's Plan says they move."""
+    from helixlib.plan import decode_plans
+
+    first = next(iter(runs.values())).spec
+    header = DECODE_STEP_HEADER + [f"{label} {what}" for label in runs for what in ("measured", "Plan")]
+    per_run = []
+    for r in runs.values():
+        plans = decode_plans(r.spec.model, r.spec.partition, r.spec.steps)
+        measured = [sum(c.bytes for tr in r.traces for c in tr.collectives if c.step == t) for t in range(len(plans))]
+        planned = [sum(c.bytes * len(c.ranks) for c in p.collectives) for p in plans]
+        per_run.append((measured, planned))
+    rows = [[t, first.model.seq_len + t] + [si(v, "B") for m, p in per_run for v in (m[t], p[t])]
+            for t in range(first.steps)]
+    return rows, header
