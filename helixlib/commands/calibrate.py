@@ -9,7 +9,7 @@ import sys
 
 from helixlib.commands.common import EXIT_OK
 from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.files import write_text_atomic
+from helixlib.core.files import check_writable, write_text_atomic
 from helixlib.core.presets import dump_yaml
 from helixlib.core.units import table
 from helixlib.plan import DTYPE_BYTES
@@ -41,6 +41,7 @@ def run(a: argparse.Namespace) -> int:
     out = a.out
     if os.path.isdir(out) or not out.endswith((".yaml", ".yml")):
         raise HelixInputError("out", "must be a .yaml file path", out)
+    check_writable("out", out)  # before minutes of measuring
     log = lambda msg: print(f"[calibrate] {msg}", file=sys.stderr, flush=True)
     cal = calibrate(ranks, dtypes, a.quick, a.name or os.path.splitext(os.path.basename(out))[0], log)
     fits = table(fit_table([f.to_dict() for f in cal.fits]), FIT_HEADER)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args
+from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args, print_json
 from helixlib.core.errors import positive_int
 from helixlib.core.presets import DEFAULT_CLUSTER
 from helixlib.estimate.estimator import FLASH_BLOCK, Estimate, estimate
@@ -36,8 +34,7 @@ def estimate_from_args(a: argparse.Namespace) -> Estimate:
 def run(a: argparse.Namespace) -> int:
     est = estimate_from_args(a)
     if a.json:
-        json.dump(est.to_dict(), sys.stdout)
-        print()
+        print_json(est.to_dict())
     else:
         print(estimate_report(est))
     return EXIT_OK

@@ -7,15 +7,15 @@ started by ``torchrun`` (RANK/WORLD_SIZE in the environment) it is one rank of t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
-from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.files import write_text_atomic
+from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, json_text, plan_from_args, print_json
+from helixlib.core.errors import HelixInputError, bounded_number, positive_int
+from helixlib.core.files import check_writable, write_text_atomic
 from helixlib.core.presets import DEFAULT_RUN_MODEL
 from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
 from helixlib.runtime.run import Fault, RunSpec
+from helixlib.runtime.spec import TIMEOUT_RANGE_S
 from helixlib.views.reports import run_report
 
 
@@ -44,13 +44,7 @@ def _fault(text: str | None) -> Fault | None:
 
 
 def _seconds(field: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise HelixInputError(field, "must be a number of seconds", text) from None
-    if value <= 0:
-        raise HelixInputError(field, "must be positive", text)
-    return value
+    return bounded_number(field, text, *TIMEOUT_RANGE_S, "seconds")
 
 
 def spec_from_args(a: argparse.Namespace) -> RunSpec:
@@ -64,11 +58,13 @@ def spec_from_args(a: argparse.Namespace) -> RunSpec:
 def run(a: argparse.Namespace) -> int:
     spec = spec_from_args(a)
     in_torchrun = torchrun_env() is not None
+    timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
+    if a.save:
+        check_writable("save", a.save)  # before the run, not after it
     try:
         if in_torchrun:
             result = run_torchrun(spec)
         else:
-            timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
             log = None if a.json else (lambda msg: print(f"[launch] {msg}", file=sys.stderr, flush=True))
             result = launch_local(spec, a.start_method, timeout, log=log)
     except DistributedRunError as err:
@@ -77,11 +73,11 @@ def run(a: argparse.Namespace) -> int:
     if result is None:  # a torchrun rank other than 0
         return EXIT_OK
     if a.save:
-        write_text_atomic(a.save, json.dumps(result.to_dict()))
+        write_text_atomic(a.save, json_text(result.to_dict()))
     if a.json:
         d = result.to_dict()
         d.pop("traces")  # in --save; keep stdout readable
-        print(json.dumps(d))
+        print_json(d)
     else:
         print(run_report(result))
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED

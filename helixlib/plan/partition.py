@@ -59,12 +59,14 @@ class Partition:
         """``n x m``, as tables and rankings name a partition (``4x4``)."""
         return f"{self.head_groups}x{self.dim_segments}"
 
-    def build_mesh(self, device_type: str):
+    def build_mesh(self, device_type: str, backend_override: dict | None = None):
         """The ``(n, m)`` DeviceMesh named ``("head_group", "dim_segment")`` of an initialised
-        process group of n·m ranks (torchtitan's ``ParallelDims.build_mesh``)."""
+        process group of n·m ranks (torchtitan's ``ParallelDims.build_mesh``). ``backend_override``
+        (mesh dim -> (backend, options)) goes to ``init_device_mesh``: the sub-groups' timeout."""
         from torch.distributed.device_mesh import init_device_mesh
 
-        return init_device_mesh(device_type, (self.head_groups, self.dim_segments), mesh_dim_names=MESH_DIM_NAMES)
+        return init_device_mesh(device_type, (self.head_groups, self.dim_segments), mesh_dim_names=MESH_DIM_NAMES,
+                                backend_override=backend_override)
 
     @property
     def exact(self) -> bool:

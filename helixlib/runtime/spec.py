@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helixlib.core.errors import HelixInputError, one_of
-from helixlib.plan import ModelConfig, Partition
+from helixlib.core.errors import HelixInputError, bounded_number, one_of, positive_int
+from helixlib.plan import ModelConfig, Partition, Plan
+from helixlib.plan.names import Phase
 
 FAULT_KINDS = ("raise", "hang", "crash")
 DEVICES = ("auto", "cpu", "cuda")
+#: seconds a collective (or a whole local run) may take: below 1 s gloo's own start-up counts as a
+#: hang; above a day a hang is not worth waiting for (and torch's millisecond timers overflow near 1e300)
+TIMEOUT_RANGE_S = (1.0, 86400.0)
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,20 @@ class Fault:
     kind: str = "raise"
 
     def __post_init__(self):
+        object.__setattr__(self, "rank", positive_int("fault.rank", self.rank, minimum=0))
+        if not isinstance(self.at, str) or not self.at:
+            raise HelixInputError("fault.at", "must name a collective of the plan", self.at)
         one_of("fault.kind", self.kind, FAULT_KINDS)
+
+    def check(self, plan: Plan, backward: bool) -> None:
+        """A fault that can never fire is an error: the rank must exist and call ``at``."""
+        if self.rank >= plan.world_size:
+            raise HelixInputError("fault.rank", f"must be a rank of the run, 0..{plan.world_size - 1}", self.rank)
+        names = [c.name for c in plan.collectives_for_rank(self.rank, None if backward else Phase.FORWARD)]
+        if self.at not in names:
+            raise HelixInputError("fault.at", f"rank {self.rank} calls no such collective"
+                                              f"{'' if backward else ' (forward only)'}; it calls: "
+                                              f"{', '.join(dict.fromkeys(names)) or 'none'}", self.at)
 
 
 @dataclass(frozen=True)
@@ -42,9 +59,27 @@ class RunSpec:
     fault: Fault | None = None
 
     def __post_init__(self):
+        if not isinstance(self.model, ModelConfig):
+            raise HelixInputError("model", "must be a ModelConfig (load_model gives one)", type(self.model).__name__)
+        if not isinstance(self.partition, Partition):
+            raise HelixInputError("partition", "must be a Partition", type(self.partition).__name__)
+        object.__setattr__(self, "seed", positive_int("seed", self.seed, minimum=0))
+        object.__setattr__(self, "warmup", positive_int("warmup", self.warmup, minimum=0))
+        if self.threads_per_rank is not None:
+            object.__setattr__(self, "threads_per_rank", positive_int("threads_per_rank", self.threads_per_rank))
+        for flag in ("backward", "verify"):
+            if not isinstance(getattr(self, flag), bool):
+                raise HelixInputError(flag, "must be true or false", getattr(self, flag))
         one_of("device", self.device, DEVICES)
-        if self.collective_timeout_s <= 0:
-            raise HelixInputError("collective_timeout_s", "must be positive", self.collective_timeout_s)
+        timeout = bounded_number("collective_timeout_s", self.collective_timeout_s, *TIMEOUT_RANGE_S, "seconds")
+        object.__setattr__(self, "collective_timeout_s", timeout)
+        if self.fault is not None and not isinstance(self.fault, Fault):
+            raise HelixInputError("fault", "must be a Fault or None", self.fault)
+
+    def check_fault(self, plan: Plan) -> None:
+        """Raise if the injected fault (if any) could never fire in ``plan``."""
+        if self.fault is not None:
+            self.fault.check(plan, self.backward)
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_dict(), "partition": self.partition.to_dict(), "seed": self.seed,
