@@ -120,17 +120,26 @@ class Cluster:
 # ---- loading -----------------------------------------------------------------------------
 
 
+#: every figure of a preset is 0 or has a magnitude in this window (seconds, bytes, B/s, FLOP/s,
+#: fractions): wider than any real hardware, narrow enough that no estimate overflows to inf or NaN
+MAGNITUDE = (1e-9, 1e18)
+
+
 def _number(where: str, value, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> float:
-    """A finite number in (lo, hi] (or [lo, hi]); YAML 1.1 reads ``3e9`` as a string, so strings are parsed."""
+    """A finite number in (lo, hi] (or [lo, hi]), 0 or within :data:`MAGNITUDE`; YAML 1.1 reads
+    ``3e9`` as a string, so strings are parsed."""
     rule = f"must be a number {'>' if lo_open else '>='} {lo:g}" + ("" if hi == math.inf else f" and <= {hi:g}")
     if isinstance(value, bool):
         raise HelixInputError(where, rule, value)
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HelixInputError(where, rule, value) from None
     if not math.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
         raise HelixInputError(where, rule, value)
+    if x and not MAGNITUDE[0] <= x <= MAGNITUDE[1]:
+        raise HelixInputError(where, f"must be {'' if lo_open else '0 or '}from {MAGNITUDE[0]:g} to "
+                                     f"{MAGNITUDE[1]:g} (no hardware is outside that)", value)
     return x
 
 

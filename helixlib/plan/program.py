@@ -55,7 +55,7 @@ class _RankProgram:
         return output
 
     def comm(self, name, mapping, group, inp, output, out_shape, dim=None) -> str:
-        ranks = tuple(self.part.group_ranks(group, self.rank))
+        ranks = self.part.group_of(group, self.rank)
         if len(ranks) == 1:  # a group of one rank communicates nothing: skip the step
             return inp
         out_shape = out_shape or self.shapes[inp]

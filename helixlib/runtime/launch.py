@@ -93,7 +93,7 @@ def _check_resources(plan: Plan, spec: RunSpec) -> None:
         if need > have:
             raise HelixInputError("memory", f"the run needs at least {si(need, 'B')} ({plan.world_size} ranks"
                                             f"{' and the dense reference' if spec.verify else ''}); "
-                                            f"{si(have, 'B')} is available: reduce seq_len or batch", need)
+                                            f"{si(have, 'B')} is available: reduce seq_len or batch")
 
 
 def _loopback_store():
