@@ -162,7 +162,7 @@ def test_run_cli_text_and_json(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--inject-fault", "5:x"], "error: inject_fault: must be RANK:COLLECTIVE:raise|hang|crash"),
     (["--inject-fault", "5:scores_allreduce:explode"], "error: fault.kind: must be one of"),
-    (["--collective-timeout", "0"], "error: collective_timeout: must be positive"),
+    (["--collective-timeout", "0"], "error: collective_timeout: must be a number of seconds from 1 to 86400"),
     (["--start-method", "thread"], "error: start_method: must be one of forkserver, fork, spawn"),
     (["--warmup", "-1"], "error: warmup: must be an integer >= 0"),
     (["-n", "3"], "error: head_groups: must divide heads (16), got 3"),

@@ -2,6 +2,7 @@
 
 Started plainly it launches n·m local CPU ranks (``helixlib.runtime.launch.launch_local``);
 started by ``torchrun`` (RANK/WORLD_SIZE in the environment) it is one rank of that job.
+Every check that needs no torch runs before torch is imported (seconds on a busy machine).
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import argparse
 import sys
 
 from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, json_text, plan_from_args, print_json
-from helixlib.core.errors import HelixInputError, bounded_number, positive_int
+from helixlib.core.errors import HelixInputError, bounded_number, one_of, positive_int
 from helixlib.core.files import check_writable, write_text_atomic
 from helixlib.core.presets import DEFAULT_RUN_MODEL
-from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
-from helixlib.runtime.run import Fault, RunSpec
-from helixlib.runtime.spec import TIMEOUT_RANGE_S
+from helixlib.plan import Plan
+from helixlib.runtime.spec import START_METHODS, TIMEOUT_RANGE_S, Fault, RunSpec, check_local_run
 from helixlib.views.reports import run_report
 
 
@@ -47,20 +47,27 @@ def _seconds(field: str, text: str) -> float:
     return bounded_number(field, text, *TIMEOUT_RANGE_S, "seconds")
 
 
-def spec_from_args(a: argparse.Namespace) -> RunSpec:
+def spec_from_args(a: argparse.Namespace) -> tuple[RunSpec, Plan]:
     plan = plan_from_args(a)
-    return RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
+    spec = RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
                    backward=a.backward, verify=not a.no_verify, device=a.device,
                    collective_timeout_s=_seconds("collective_timeout", a.collective_timeout),
                    warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault))
+    spec.check_fault(plan)
+    return spec, plan
 
 
 def run(a: argparse.Namespace) -> int:
-    spec = spec_from_args(a)
-    in_torchrun = torchrun_env() is not None
+    spec, plan = spec_from_args(a)
+    one_of("start_method", a.start_method, START_METHODS)
     timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
     if a.save:
         check_writable("save", a.save)  # before the run, not after it
+    from helixlib.runtime.launch import DistributedRunError, launch_local, run_torchrun, torchrun_env
+
+    in_torchrun = torchrun_env() is not None
+    if not in_torchrun:
+        check_local_run(spec, plan)
     try:
         if in_torchrun:
             result = run_torchrun(spec)

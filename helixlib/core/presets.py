@@ -37,6 +37,7 @@ DATA_DIR = _find_data_dir()
 MODELS_DIR = DATA_DIR / "models"
 HARDWARE_DIR = DATA_DIR / "hardware"
 RESULTS_DIR = DATA_DIR / "results"
+LOCAL_CLUSTER_FILE = HARDWARE_DIR / "cpu-local.yaml"  # what ``calibrate`` writes by default
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -39,19 +39,15 @@ import time
 from contextlib import contextmanager
 
 from helixlib.core.errors import HelixInputError, bounded_number, one_of
-from helixlib.core.units import si
-from helixlib.plan import Partition, Plan, build_plan
+from helixlib.plan import build_plan
 from helixlib.runtime.run import RunResult, RunSpec, rank_main
 from helixlib.runtime.session import check_device
-from helixlib.runtime.spec import TIMEOUT_RANGE_S
+from helixlib.runtime.spec import MAX_LOCAL_RANKS, START_METHODS, TIMEOUT_RANGE_S, check_local_run
 from helixlib.runtime.supervise import DistributedRunError, LocalRanks
 
 __all__ = ["MAX_LOCAL_RANKS", "START_METHODS", "DistributedRunError", "launch_local", "run_torchrun",
            "torchrun_env"]
 
-START_METHODS = ("forkserver", "fork", "spawn")
-#: processes the local launcher starts at most (each holds the torch runtime, a few hundred MB)
-MAX_LOCAL_RANKS = 64
 # Imported once in the fork server. symbolic_shapes (and sympy under it) is imported
 # lazily by the first backward(): ~4 s per rank on 2 cores if every rank does it.
 _PRELOAD = ["torch", "torch.distributed", "torch.distributed.device_mesh", "torch.fx.experimental.symbolic_shapes",
@@ -67,33 +63,6 @@ def _local_device(spec: RunSpec, world: int) -> str:
     if spec.device == "cuda":
         check_device("cuda", world)
     return "cuda" if spec.device == "cuda" or (spec.device == "auto" and gpus >= world) else "cpu"
-
-
-def memory_needed(plan: Plan, spec: RunSpec) -> int:
-    """Bytes a local run of ``plan`` needs at least: in every rank the full block's weights and
-    input (each rank initialises them, then keeps its shard) and the Plan's tensors of that rank,
-    twice with backward (gradients); on rank 0 the dense fp64 reference, also twice with backward."""
-    m, twice = plan.model, 2 if spec.backward else 1
-    full = m.params_per_block * m.dtype_bytes + 2 * m.batch * m.seq_len * m.hidden * m.dtype_bytes
-    need = sum(full + twice * r.total_bytes for r in plan.memory())
-    if spec.verify:
-        dense = build_plan(m.replace(dtype="fp64"), Partition(1, 1))
-        need += twice * dense.memory()[0].total_bytes
-    return need
-
-
-def _check_resources(plan: Plan, spec: RunSpec) -> None:
-    if plan.world_size > MAX_LOCAL_RANKS:
-        raise HelixInputError("world_size", f"the local launcher starts at most {MAX_LOCAL_RANKS} processes "
-                                            "(use torchrun for more)", plan.world_size)
-    if spec.device != "cuda":
-        import psutil
-
-        need, have = memory_needed(plan, spec), psutil.virtual_memory().available
-        if need > have:
-            raise HelixInputError("memory", f"the run needs at least {si(need, 'B')} ({plan.world_size} ranks"
-                                            f"{' and the dense reference' if spec.verify else ''}); "
-                                            f"{si(have, 'B')} is available: reduce seq_len or batch")
 
 
 def _loopback_store():
@@ -145,9 +114,8 @@ def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: flo
     if not isinstance(spec, RunSpec):
         raise HelixInputError("spec", "must be a RunSpec", type(spec).__name__)
     plan = build_plan(spec.model, spec.partition)  # bad input fails here, before any process
-    spec.check_fault(plan)
     spec = dataclasses.replace(spec, device=_local_device(spec, plan.world_size))
-    _check_resources(plan, spec)
+    check_local_run(spec, plan)
     timeout_s = 120 + 3 * spec.collective_timeout_s if timeout_s is None else \
         bounded_number("timeout_s", timeout_s, *TIMEOUT_RANGE_S, "seconds")
     log = log or (lambda msg: None)

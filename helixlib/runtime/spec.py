@@ -6,14 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from helixlib.core.errors import HelixInputError, bounded_number, one_of, positive_int
-from helixlib.plan import ModelConfig, Partition, Plan
+from helixlib.core.units import si
+from helixlib.plan import ModelConfig, Partition, Plan, build_plan
 from helixlib.plan.names import Phase
 
 FAULT_KINDS = ("raise", "hang", "crash")
+START_METHODS = ("forkserver", "fork", "spawn")  # of the local launcher
 DEVICES = ("auto", "cpu", "cuda")
 #: seconds a collective (or a whole local run) may take: below 1 s gloo's own start-up counts as a
 #: hang; above a day a hang is not worth waiting for (and torch's millisecond timers overflow near 1e300)
 TIMEOUT_RANGE_S = (1.0, 86400.0)
+#: processes the local launcher starts at most (each holds the torch runtime, a few hundred MB)
+MAX_LOCAL_RANKS = 64
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,31 @@ class RunSpec:
                 "threads_per_rank": self.threads_per_rank,
                 "fault": None if self.fault is None else {"rank": self.fault.rank, "at": self.fault.at,
                                                           "kind": self.fault.kind}}
+
+
+def memory_needed(spec: RunSpec, plan: Plan) -> int:
+    """Bytes a local run of ``plan`` needs at least: in every rank the full block's weights and
+    input (each rank initialises them, then keeps its shard) and the Plan's tensors of that rank,
+    twice with backward (gradients); on rank 0 the dense fp64 reference, also twice with backward."""
+    m, twice = plan.model, 2 if spec.backward else 1
+    full = m.params_per_block * m.dtype_bytes + 2 * m.batch * m.seq_len * m.hidden * m.dtype_bytes
+    need = sum(full + twice * r.total_bytes for r in plan.memory())
+    if spec.verify:
+        need += twice * build_plan(m.replace(dtype="fp64"), Partition(1, 1)).memory()[0].total_bytes
+    return need
+
+
+def check_local_run(spec: RunSpec, plan: Plan) -> None:
+    """What the local launcher checks before starting a process: the fault can fire, the number
+    of processes, and (on the CPU) the memory the run needs against what is available."""
+    import psutil
+
+    spec.check_fault(plan)
+    if plan.world_size > MAX_LOCAL_RANKS:
+        raise HelixInputError("world_size", f"the local launcher starts at most {MAX_LOCAL_RANKS} processes "
+                                            "(use torchrun for more)", plan.world_size)
+    need, have = memory_needed(spec, plan), psutil.virtual_memory().available
+    if spec.device != "cuda" and need > have:
+        raise HelixInputError("memory", f"the run needs at least {si(need, 'B')} ({plan.world_size} ranks"
+                                        f"{' and the dense reference' if spec.verify else ''}); "
+                                        f"{si(have, 'B')} is available: reduce seq_len or batch")

@@ -152,7 +152,7 @@ class LocalRanks:
         another rank's failure, else the rank the others waited for, else the first error."""
         crashed = self.crashed()
         primary = [r for r in self.errors if self.error_types.get(r) not in CONSEQUENCES]
-        absent = {r: w for r, w in self.absent().items() if r not in self.errors} if not primary else {}
+        absent = {} if crashed or primary else {r: w for r, w in self.absent().items() if r not in self.errors}
         if crashed:
             r = crashed[0]
             head, tb = f"rank {r} died with exit code {self.procs[r].exitcode} (no traceback)", self.stack(r)
