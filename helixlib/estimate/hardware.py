@@ -165,9 +165,10 @@ _LINK_FIELDS = ("bandwidth", "efficiency", "hop_latency_s")
 
 
 def device_from_dict(raw: dict, where: str = "") -> Device:
-    raw = _mapping(where, raw, _DEVICE_FIELDS, ("matmul_measured", "elementwise_measured"))
     p = f"{where}." if where else ""
-    _kind(p, raw, "device")
+    if isinstance(raw, dict) and "kind" in raw:
+        _kind(p, raw, "device")
+    raw = _mapping(where, raw, _DEVICE_FIELDS, ("matmul_measured", "elementwise_measured"))
     peaks = _mapping(p + "matmul_flops", raw["matmul_flops"], (), tuple(DTYPE_BYTES))
     if not peaks:
         raise HelixInputError(p + "matmul_flops", "needs at least one dtype", raw["matmul_flops"])
@@ -211,9 +212,10 @@ def _rows(where: str, rows, columns: str) -> tuple[tuple[float, ...], ...]:
 
 
 def cluster_from_dict(raw: dict, where: str = "") -> Cluster:
-    raw = _mapping(where, raw, _CLUSTER_FIELDS, ("collectives",))
     p = f"{where}." if where else ""
-    _kind(p, raw, "cluster")
+    if isinstance(raw, dict) and "kind" in raw:  # a device preset is named as such, not by its fields
+        _kind(p, raw, "cluster")
+    raw = _mapping(where, raw, _CLUSTER_FIELDS, ("collectives",))
     dev = raw["device"]
     device = device_from_dict(dev, p + "device") if isinstance(dev, dict) else load_device(str(dev))
 

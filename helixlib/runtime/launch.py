@@ -123,7 +123,7 @@ def launch_local(spec: RunSpec, start_method: str = "forkserver", timeout_s: flo
     t0 = time.perf_counter()
     ctx = mp.get_context(start_method)
     if start_method == "forkserver":
-        ctx.set_forkserver_preload(_PRELOAD)
+        ctx.set_forkserver_preload(_PRELOAD + ["helixlib.runtime.fork_server"])
     elif start_method == "fork":  # forked ranks inherit what this process has imported
         for module in _PRELOAD:
             importlib.import_module(module)
