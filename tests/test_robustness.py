@@ -146,3 +146,39 @@ def test_plans_beyond_what_can_be_served_are_refused(tiny):
     wide = tiny.replace(hidden=65536, heads=64, mlp_hidden=262144)
     with pytest.raises(HelixInputError, match="world_size: must be at most 16384"):
         build_plan(wide, Partition(64, 1024))
+
+
+def test_an_output_that_fails_midway_leaves_nothing_and_is_one_line(tmp_path, monkeypatch, capsys):
+    """A disk that fills while an output is written: no half-written file, no temporary file,
+    and the command names the file in one line (exit 1: the input was fine)."""
+    import errno
+    import os
+
+    from helixlib.commands import dag
+    from helixlib.commands.main import main
+    from helixlib.core.files import write_text_atomic
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    with pytest.raises(OSError) as e:
+        write_text_atomic(tmp_path / "out" / "run.json", "{}")
+    assert e.value.filename == str(tmp_path / "out" / "run.json") and not list((tmp_path / "out").iterdir())
+    monkeypatch.setattr(dag, "write_dag_files", lambda *a, **k: write_text_atomic(tmp_path / "out" / "a.dot", "x"))
+    assert main(["dag", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {tmp_path / 'out' / 'a.dot'}: cannot be written (No space left on device)"]
+    assert not list((tmp_path / "out").iterdir())

@@ -22,8 +22,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # say which output failed (a full disk)
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 
