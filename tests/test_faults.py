@@ -40,8 +40,11 @@ def _start_hanging_run(tmp_path, *extra):
     pids of its whole tree: fork server, resource tracker, ranks)."""
     (tmp_path / "tmpdir").mkdir()
     env = dict(os.environ, TMPDIR=str(tmp_path / "tmpdir"))
+    # a terminal's process group of its own, and Ctrl-C as a terminal has it: a test run from a
+    # background job (make test &) inherits SIGINT ignored, and Python keeps it ignored
     proc = subprocess.Popen([sys.executable, *HANG, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+                            text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     tree: set[int] = set()
     while time.monotonic() < deadline:

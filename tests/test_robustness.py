@@ -2,6 +2,7 @@
 one typed error, JSON output is always valid JSON, a closed pipe or a full disk ends the command
 in one line (or none), a YAML alias bomb costs nothing, and the Plan grows linearly with ranks."""
 
+import gc
 import json
 import math
 import subprocess
@@ -123,20 +124,27 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path):
 
 
 def _plan_seconds(model, n: int, m: int) -> float:
+    """Best of 3, the garbage collector off: its passes cost in proportion to every object the test
+    session holds, which would measure the session, not the Plan."""
     best = math.inf
-    for _ in range(2):
-        t0 = time.perf_counter()
-        plan = build_plan(model, Partition(n, m))
-        plan.to_dict()
-        best = min(best, time.perf_counter() - t0)
+    for _ in range(3):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            build_plan(model, Partition(n, m)).to_dict()
+            best = min(best, time.perf_counter() - t0)
+        finally:
+            gc.enable()
     return best
 
 
 def test_the_plan_grows_linearly_with_ranks(big):
-    """8x the ranks costs about 8x the time (it was 64x: every rank's program held its own copy
-    of the world group's rank list, and collecting the groups compared lists pairwise)."""
+    """8x the ranks costs about 8x the time. Measured so (512 -> 4096 ranks, busy machine): the code
+    before 27x, this code 5x — every rank's program held its own copy of the world group's rank
+    list, and collecting the groups compared lists pairwise."""
     small, large = _plan_seconds(big, 16, 32), _plan_seconds(big, 16, 256)  # 512 and 4096 ranks
-    assert large / small < 20, (small, large)
+    assert large / small < 14, (small, large)
     plan = build_plan(big, Partition(16, 32))
     world = {id(s.ranks) for prog in plan.programs for s in prog if isinstance(s, CommPoint) and s.group == "world"}
     assert len(world) == 1  # one tuple, shared by every rank

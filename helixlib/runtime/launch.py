@@ -85,8 +85,10 @@ def _loopback_store():
 @contextmanager
 def _exit_on_sigterm():
     """While ranks run, SIGTERM ends the launcher through its cleanup (SystemExit(143)), not
-    around it. Signal handlers belong to the main thread; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    around it. Only where SIGTERM has its default action (an ignored or handled SIGTERM is left
+    as it is) and in the main thread (signal handlers belong to it)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         yield
         return
 
