@@ -9,3 +9,8 @@ def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
     the test instead of stalling the suite. ``kwargs`` go to ``subprocess.run`` (``env``, ``check``)."""
     return subprocess.run([sys.executable, "-m", "helixlib", *args], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+# 500 bytes that a YAML reader without an alias limit expands into 9^9 strings (gigabytes)
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from helixlib.audit.claims import CLAIMS_FILE, audit, load_claims, summary
-from helixlib.commands.common import EXIT_OK
+from helixlib.commands.common import EXIT_OK, print_json
 from helixlib.views.reports import audit_report
 
 
@@ -24,8 +23,8 @@ def run(a: argparse.Namespace) -> int:
     log = (lambda c: print(f"[audit] {c.id}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
     verdicts = audit(claims, a.only, log)
     if a.json:
-        print(json.dumps({"claims_file": str(claims.path), "context": claims.context,
-                          "summary": summary(verdicts), "verdicts": [v.to_dict() for v in verdicts]}))
+        print_json({"claims_file": str(claims.path), "context": claims.context,
+                    "summary": summary(verdicts), "verdicts": [v.to_dict() for v in verdicts]})
     else:
         print(audit_report(verdicts))
     return EXIT_OK

@@ -9,16 +9,16 @@ import sys
 
 from helixlib.commands.common import EXIT_OK
 from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.files import write_text_atomic
-from helixlib.core.presets import dump_yaml
+from helixlib.core.files import check_writable, write_text_atomic
+from helixlib.core.presets import LOCAL_CLUSTER_FILE, dump_yaml
 from helixlib.core.units import table
 from helixlib.plan.model import RUNTIME_DTYPES
-from helixlib.validation.calibrate import DEFAULT_OUT, MAX_RANKS, calibrate
-from helixlib.views.validate_views import FIT_HEADER, fit_table
+from helixlib.runtime.spec import MAX_LOCAL_RANKS
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"preset file to write (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=str(LOCAL_CLUSTER_FILE),
+                   help=f"preset file to write (default {LOCAL_CLUSTER_FILE})")
     p.add_argument("--ranks", default="16", help="ranks sharing the cores, as the run starts them (default 16)")
     p.add_argument("--dtypes", default="fp32,fp64", help="matmul / element-wise dtypes (default fp32,fp64)")
     p.add_argument("--quick", action="store_true", help="a small table (a few seconds of measuring, for tests)")
@@ -35,12 +35,15 @@ def _dtypes(text: str) -> tuple[str, ...]:
 
 def run(a: argparse.Namespace) -> int:
     ranks = positive_int("ranks", a.ranks, minimum=2)
-    if ranks > MAX_RANKS:
-        raise HelixInputError("ranks", f"must be at most {MAX_RANKS}", ranks)
+    if ranks > MAX_LOCAL_RANKS:
+        raise HelixInputError("ranks", f"must be at most {MAX_LOCAL_RANKS}", ranks)
     dtypes = _dtypes(a.dtypes)
     out = a.out
     if os.path.isdir(out) or not out.endswith((".yaml", ".yml")):
         raise HelixInputError("out", "must be a .yaml file path", out)
+    check_writable("out", out)  # before minutes of measuring
+    from helixlib.validation.calibrate import calibrate  # torch: only once the input is known to be good
+    from helixlib.views.validate_views import FIT_HEADER, fit_table
     log = lambda msg: print(f"[calibrate] {msg}", file=sys.stderr, flush=True)
     cal = calibrate(ranks, dtypes, a.quick, a.name or os.path.splitext(os.path.basename(out))[0], log)
     fits = table(fit_table([f.to_dict() for f in cal.fits]), FIT_HEADER)

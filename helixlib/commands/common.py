@@ -1,10 +1,16 @@
-"""What every command shares: the one-line usage errors, the exit codes, and the options
-that build a Plan (``--model``, ``-n``, ``-m``, the variants and the size overrides)."""
+"""What every command shares: the one-line usage errors, the exit codes, JSON output (always
+valid JSON), and the options that build a Plan (``--model``, ``-n``, ``-m``, the variants and the
+size overrides)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import re
+import sys
 
+from helixlib.core.errors import HelixInputError
 from helixlib.core.presets import DEFAULT_MODEL
 from helixlib.plan import (
     OUTPUT_MODES,
@@ -22,13 +28,51 @@ from helixlib.plan import (
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # computed, but a check, a comparison or a run failed
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away (``| head``), as Unix tools exit
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the option."""
+    """argparse, but a usage error is one line naming the option, and a value that starts with
+    a minus and a digit (``--inject-fault -1:x:raise``) is a value, not an unknown option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse's own hook for negative values: -1:x:raise, -.5, -inf and -nan are values too
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def _non_finite_at(obj, where: str = "") -> str | None:
+    """Where the first NaN or infinity in ``obj`` (dicts, lists, numbers) is, e.g. ``totals.time_s``."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else where or "value"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite_at(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
+
+
+def json_text(obj) -> str:
+    """``obj`` as JSON text. JSON has no NaN or infinity: a result holding one is refused, naming
+    where it is, instead of printing text a JSON parser rejects."""
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except ValueError:
+        where = _non_finite_at(obj)
+        if where is None:
+            raise
+        raise HelixInputError(where, "is not a finite number (an input is out of range)") from None
+
+
+def print_json(obj) -> None:
+    """Print ``obj`` as one line of valid JSON (see :func:`json_text`)."""
+    text = json_text(obj)
+    sys.stdout.write(text + "\n")
 
 
 def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> None:

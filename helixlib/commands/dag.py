@@ -4,12 +4,12 @@ rendered (:mod:`helixlib.dag.files`), with the checks printed."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
+from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args, print_json
 from helixlib.core.errors import HelixInputError
+from helixlib.core.files import check_writable
 from helixlib.dag.files import FORMATS, write_dag_files
 
 
@@ -42,12 +42,12 @@ def _parse_rank(text: str, world_size: int) -> int:
 def run(a: argparse.Namespace) -> int:
     plan = plan_from_args(a)
     formats, rank = _parse_formats(a.formats), _parse_rank(a.rank, plan.world_size)
+    check_writable("out", a.out, folder=True)
     files, missing_dot = write_dag_files(plan, a.out, formats, a.compact, rank)
     if a.json:
-        json.dump({"files": [{"name": f.name, "nodes": len(f.graph.nodes), "edges": len(f.graph.edges),
-                              "drawn_nodes": len(f.view.nodes), "written": [str(p) for p in f.written],
-                              "checks": [c.to_dict() for c in f.checks]} for f in files]}, sys.stdout)
-        print()
+        print_json({"files": [{"name": f.name, "nodes": len(f.graph.nodes), "edges": len(f.graph.edges),
+                               "drawn_nodes": len(f.view.nodes), "written": [str(p) for p in f.written],
+                               "checks": [c.to_dict() for c in f.checks]} for f in files]})
     else:
         for f in files:
             print(f"{f.name}: {len(f.graph.nodes)} nodes, {len(f.graph.edges)} edges "

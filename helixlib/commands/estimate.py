@@ -8,10 +8,8 @@ strategy the design space knows with tensor, pipeline and data parallelism
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args
+from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args, print_json
 from helixlib.commands.estimate_decode import add_decode_args, run_decode
 from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.core.presets import DEFAULT_CLUSTER
@@ -94,12 +92,14 @@ def run(a: argparse.Namespace) -> int:
         from helixlib.views.estimate_step_views import step_report
 
         est = step_from_args(a)
-        print(json.dumps(step_to_dict(est)) if a.json else step_report(est))
+        if a.json:
+            print_json(step_to_dict(est))
+        else:
+            print(step_report(est))
         return EXIT_OK
     est = estimate_from_args(a)
     if a.json:
-        json.dump(est.to_dict(), sys.stdout)
-        print()
+        print_json(est.to_dict())
     else:
         print(estimate_report(est))
     return EXIT_OK

@@ -10,9 +10,8 @@ added only when missing, so either side can define them.
 from __future__ import annotations
 
 import argparse
-import json
 
-from helixlib.commands.common import EXIT_OK
+from helixlib.commands.common import EXIT_OK, print_json
 from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.estimate.decode_estimate import DecodeConfig, DecodeEstimate, decode_estimate
 from helixlib.estimate.hardware import load_cluster
@@ -79,5 +78,8 @@ def decode_from_args(a: argparse.Namespace) -> DecodeEstimate:
 
 def run_decode(a: argparse.Namespace) -> int:
     est = decode_from_args(a)
-    print(json.dumps(est.to_dict()) if a.json else decode_report(est))
+    if a.json:
+        print_json(est.to_dict())
+    else:
+        print(decode_report(est))
     return EXIT_OK

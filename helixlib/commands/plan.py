@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
+from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args, print_json
 from helixlib.plan.checks import run_checks
 from helixlib.views import kv_report
 from helixlib.views.reports import plan_report
@@ -18,8 +16,7 @@ def run(a: argparse.Namespace) -> int:
     plan = plan_from_args(a)
     checks = run_checks(plan)
     if a.json:
-        json.dump(plan.to_dict(checks), sys.stdout)
-        print()
+        print_json(plan.to_dict(checks))
     else:
         print(kv_report.plan_report(plan, checks) if kv_report.needs_kv_report(plan) else plan_report(plan, checks))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_CHECK_FAILED

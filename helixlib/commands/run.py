@@ -2,21 +2,20 @@
 
 Started plainly it launches n·m local CPU ranks (``helixlib.runtime.launch.launch_local``);
 started by ``torchrun`` (RANK/WORLD_SIZE in the environment) it is one rank of that job.
+Every check that needs no torch runs before torch is imported (seconds on a busy machine).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, plan_from_args
-from helixlib.core.errors import HelixInputError, positive_int
-from helixlib.core.files import write_text_atomic
+from helixlib.commands.common import EXIT_CHECK_FAILED, EXIT_OK, add_plan_args, json_text, plan_from_args, print_json
+from helixlib.core.errors import HelixInputError, bounded_number, one_of, positive_int
+from helixlib.core.files import check_writable, write_text_atomic
 from helixlib.core.presets import DEFAULT_RUN_MODEL
-from helixlib.plan import StepPhase
-from helixlib.runtime.launch import START_METHODS, DistributedRunError, launch_local, run_torchrun, torchrun_env
-from helixlib.runtime.run import Fault, RunSpec
+from helixlib.plan import Plan, StepPhase
+from helixlib.runtime.spec import START_METHODS, TIMEOUT_RANGE_S, Fault, RunSpec, check_local_run
 from helixlib.views import kv_report
 from helixlib.views.reports import run_report
 
@@ -47,37 +46,40 @@ def _fault(text: str | None) -> Fault | None:
 
 
 def _seconds(field: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise HelixInputError(field, "must be a number of seconds", text) from None
-    if value <= 0:
-        raise HelixInputError(field, "must be positive", text)
-    return value
+    return bounded_number(field, text, *TIMEOUT_RANGE_S, "seconds")
 
 
-def spec_from_args(a: argparse.Namespace) -> RunSpec:
+def spec_from_args(a: argparse.Namespace) -> tuple[RunSpec, Plan]:
     plan = plan_from_args(a)
     steps = positive_int("steps", a.steps)
     if plan.phase == StepPhase.DECODE and a.backward:
         raise HelixInputError("backward", "decode steps run forward only (use --phase prefill)", True)
     if plan.phase != StepPhase.DECODE and steps != 1:
         raise HelixInputError("steps", "counts decode tokens: it needs --phase decode", steps)
-    return RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
+    spec = RunSpec(plan.model, plan.partition, seed=positive_int("seed", a.seed, minimum=0),
                    backward=a.backward, verify=not a.no_verify, device=a.device,
                    collective_timeout_s=_seconds("collective_timeout", a.collective_timeout),
                    warmup=positive_int("warmup", a.warmup, minimum=0), fault=_fault(a.inject_fault),
                    phase=plan.phase, steps=steps)
+    spec.check_fault(plan)
+    return spec, plan
 
 
 def run(a: argparse.Namespace) -> int:
-    spec = spec_from_args(a)
+    spec, plan = spec_from_args(a)
+    one_of("start_method", a.start_method, START_METHODS)
+    timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
+    if a.save:
+        check_writable("save", a.save)  # before the run, not after it
+    from helixlib.runtime.launch import DistributedRunError, launch_local, run_torchrun, torchrun_env
+
     in_torchrun = torchrun_env() is not None
+    if not in_torchrun:
+        check_local_run(spec, plan)
     try:
         if in_torchrun:
             result = run_torchrun(spec)
         else:
-            timeout = None if a.timeout is None else _seconds("timeout", a.timeout)
             log = None if a.json else (lambda msg: print(f"[launch] {msg}", file=sys.stderr, flush=True))
             result = launch_local(spec, a.start_method, timeout, log=log)
     except DistributedRunError as err:
@@ -86,11 +88,11 @@ def run(a: argparse.Namespace) -> int:
     if result is None:  # a torchrun rank other than 0
         return EXIT_OK
     if a.save:
-        write_text_atomic(a.save, json.dumps(result.to_dict()))
+        write_text_atomic(a.save, json_text(result.to_dict()))
     if a.json:
         d = result.to_dict()
         d.pop("traces")  # in --save; keep stdout readable
-        print(json.dumps(d))
+        print_json(d)
     elif result.spec.partition.kv or result.spec.phase == StepPhase.DECODE:
         text = run_report(result).split("\n", 1)[1]  # its first line describes the head-dim split
         extra = kv_report.decode_lines(result) if result.spec.phase == StepPhase.DECODE else []

@@ -44,3 +44,18 @@ def one_of(field: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise HelixInputError(field, f"must be one of {', '.join(allowed)}", value)
     return value  # type: ignore[return-value]
+
+
+def bounded_number(field: str, value: object, lo: float, hi: float, unit: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number in ``[lo, hi]``, else raise naming
+    ``field`` (NaN, infinities and strings that are not numbers included)."""
+    rule = f"must be a number{' of ' + unit if unit else ''} from {lo:g} to {hi:g}"
+    if isinstance(value, bool):
+        raise HelixInputError(field, rule, value)
+    try:
+        x = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise HelixInputError(field, rule, value) from None
+    if not lo <= x <= hi:  # False for NaN too
+        raise HelixInputError(field, rule, value)
+    return x

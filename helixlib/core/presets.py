@@ -37,6 +37,7 @@ DATA_DIR = _find_data_dir()
 MODELS_DIR = DATA_DIR / "models"
 HARDWARE_DIR = DATA_DIR / "hardware"
 RESULTS_DIR = DATA_DIR / "results"
+LOCAL_CLUSTER_FILE = HARDWARE_DIR / "cpu-local.yaml"  # what ``calibrate`` writes by default
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -49,10 +50,16 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _short_enough(field: str, text: str) -> str:
+    if len(text) > MAX_PATH_CHARS:
+        raise HelixInputError(field, f"is longer than {MAX_PATH_CHARS} characters", text[:40] + "...")
+    return text
+
+
 def read_yaml(field: str, path: str | Path) -> object:
     """The YAML document in ``path``; any problem (missing, a folder, not UTF-8, bad YAML,
-    an alias or a Python tag) is one :class:`HelixInputError` naming ``field``."""
-    path = Path(path)
+    an alias or a Python tag, a name too long) is one :class:`HelixInputError` naming ``field``."""
+    path = Path(_short_enough(field, str(path)))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -85,9 +92,7 @@ def resolve_preset(field: str, name_or_path: str | Path, folder: Path, known=Non
     text = str(name_or_path)
     if not text.strip():
         raise HelixInputError(field, "must be a preset name or a YAML file path", text)
-    if len(text) > MAX_PATH_CHARS:
-        raise HelixInputError(field, f"is longer than {MAX_PATH_CHARS} characters", text[:40] + "...")
-    path = Path(text)
+    path = Path(_short_enough(field, text))
     if not path.suffix:
         path = folder / f"{text}.yaml"
         if not path.is_file():

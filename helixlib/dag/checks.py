@@ -87,14 +87,14 @@ def check_collectives_match_plan(dag: Dag, plan: Plan) -> CheckResult:
     layer, and the graph has no other: same name, kind, group ranks and elements."""
     want = _expected_collectives(dag, plan)
     problems = []
-    for layer in range(dag.layers):
-        got = Counter()
-        for n in dag.nodes.values():
-            if n.kind == "comm" and n.layer == layer:
-                for phase, name, kind_elems in (("forward", n.name, n.forward),
-                                                ("backward", f"{n.name}.backward", n.backward)):
-                    if kind_elems is not None:
-                        got[(phase, name, kind_elems[0], n.ranks, kind_elems[1])] += 1
+    by_layer = {layer: Counter() for layer in range(dag.layers)}  # one pass over the nodes: linear in layers
+    for n in dag.nodes.values():
+        if n.kind == "comm" and n.layer in by_layer:
+            for phase, name, kind_elems in (("forward", n.name, n.forward),
+                                            ("backward", f"{n.name}.backward", n.backward)):
+                if kind_elems is not None:
+                    by_layer[n.layer][(phase, name, kind_elems[0], n.ranks, kind_elems[1])] += 1
+    for layer, got in by_layer.items():
         problems += [f"layer {layer}: missing {sig[:4]}" for sig in want - got]
         problems += [f"layer {layer}: extra {sig[:4]}" for sig in got - want]
     return _issues("dag_collectives_match_plan", problems,

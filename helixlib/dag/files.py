@@ -27,6 +27,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helixlib.core.errors import HelixInputError
 from helixlib.core.files import write_bytes_atomic, write_text_atomic
 from helixlib.dag.checks import run_dag_checks
 from helixlib.dag.graph import Dag, build_dag
@@ -37,6 +38,8 @@ from helixlib.plan.checks import CheckResult
 
 FILES = ("mha_layer_0_partitioned", "mlp_layer_0_tensor_parallel", "complete_helix_model")
 FORMATS = ("svg", "png", "pdf")
+#: layers x ranks of the largest complete-model DAG built (about 30 s of building and checking here)
+MAX_BLOCKS = 8192
 
 
 @dataclass
@@ -56,6 +59,10 @@ class DagFile:
 
 def dag_files(plan: Plan, compact: bool = False, rank: int = 0) -> list[DagFile]:
     """The three graphs of the deployment plan, their views and their checks (nothing written)."""
+    blocks = plan.model.layers * plan.world_size
+    if blocks > MAX_BLOCKS:
+        raise HelixInputError("layers", f"layers x ranks must be at most {MAX_BLOCKS} for the complete model's DAG "
+                                        f"(every operator of every block is built and checked)", blocks)
     expand = rank if compact else None
     bwd = plan.phase != StepPhase.DECODE  # a decode step has no backward
     graphs = (build_dag(plan, "mha", backward=bwd), build_dag(plan, "mlp", backward=bwd),

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from helixlib.core.errors import positive_int
 from helixlib.core.numbers import divisors
 from helixlib.core.presets import DEFAULT_CLUSTER, DEFAULT_MODEL
 from helixlib.estimate.estimator import block_flops
@@ -50,12 +51,21 @@ def label(strategy: str, n: int, m: int, qk: str) -> str:
             "ring": "ring attention"}[strategy]
 
 
+def _check_axes(**axes) -> None:
+    """Every value of the integer axes is a positive whole number (``None``: the model's own, where allowed)."""
+    for name, values in axes.items():
+        for v in values:
+            if v is not None or name in ("world_sizes", "micro_batches"):
+                positive_int(name, v)
+
+
 def grid(models=(DEFAULT_MODEL,), hardware=(DEFAULT_CLUSTER,), world_sizes=(16,), seq_lens=(None,), batches=(None,),
          micro_batches=(1,), flash=(False,), recompute=(False,), training=(False,),
          strategies=STRATEGIES) -> dict[str, np.ndarray]:
     """Every combination of the axes as columns (``None``: the model's own value). ``models`` are preset
     names or ModelConfigs (pass the same ModelConfigs to ``evaluate``)."""
     rows = []
+    _check_axes(world_sizes=world_sizes, seq_lens=seq_lens, batches=batches, micro_batches=micro_batches)
     presets = {m if isinstance(m, str) else m.name: m if isinstance(m, ModelConfig) else load_model(m) for m in models}
     for model, hw, G, L, B, b, fl, rc, tr in itertools.product(presets, hardware, world_sizes, seq_lens, batches,
                                                                micro_batches, flash, recompute, training):

@@ -9,18 +9,26 @@ import math
 
 from helixlib.core.errors import HelixInputError
 
+#: every figure of a preset is 0 or has a magnitude in this window (seconds, bytes, B/s, FLOP/s,
+#: fractions): wider than any real hardware, narrow enough that no estimate overflows to inf or NaN
+MAGNITUDE = (1e-9, 1e18)
+
 
 def number(where: str, value, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> float:
-    """A finite number in (lo, hi] (or [lo, hi] when ``lo_open`` is false)."""
+    """A finite number in (lo, hi] (or [lo, hi] when ``lo_open`` is false), 0 or within
+    :data:`MAGNITUDE`."""
     rule = f"must be a number {'>' if lo_open else '>='} {lo:g}" + ("" if hi == math.inf else f" and <= {hi:g}")
     if isinstance(value, bool):
         raise HelixInputError(where, rule, value)
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HelixInputError(where, rule, value) from None
     if not math.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
         raise HelixInputError(where, rule, value)
+    if x and not MAGNITUDE[0] <= x <= MAGNITUDE[1]:
+        raise HelixInputError(where, f"must be {'' if lo_open else '0 or '}from {MAGNITUDE[0]:g} to "
+                                     f"{MAGNITUDE[1]:g} (no hardware is outside that)", value)
     return x
 
 
@@ -47,6 +55,17 @@ def rows(where: str, value, columns: str) -> tuple[tuple[float, ...], ...]:
         if not isinstance(row, list) or len(row) != width:
             raise HelixInputError(f"{where}[{i}]", f"must be [{columns}]", row)
     return tuple(tuple(number(f"{where}[{i}]", x) for x in row) for i, row in enumerate(value))
+
+
+def preset(where: str, raw, kind: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """A preset's mapping of ``kind`` ("device" or "cluster"): the kind is checked first, so a preset
+    of the other kind is named as such rather than by the first field it does not have."""
+    prefix = f"{where}." if where else ""
+    if isinstance(raw, dict) and "kind" in raw:
+        require_kind(prefix, raw, kind)
+    raw = mapping(where, raw, required, optional)
+    require_kind(prefix, raw, kind)
+    return raw
 
 
 def require_kind(prefix: str, raw: dict, kind: str) -> None:

@@ -160,9 +160,8 @@ _LINK_FIELDS = ("bandwidth", "efficiency", "hop_latency_s")
 
 
 def device_from_dict(raw: dict, where: str = "") -> Device:
-    raw = fields.mapping(where, raw, _DEVICE_FIELDS, _DEVICE_OPTIONAL)
     p = f"{where}." if where else ""
-    fields.require_kind(p, raw, "device")
+    raw = fields.preset(where, raw, "device", _DEVICE_FIELDS, _DEVICE_OPTIONAL)
     peaks = fields.mapping(p + "matmul_flops", raw["matmul_flops"], (), tuple(DTYPE_BYTES))
     if not peaks:
         raise HelixInputError(p + "matmul_flops", "needs at least one dtype", raw["matmul_flops"])
@@ -200,9 +199,8 @@ def device_from_dict(raw: dict, where: str = "") -> Device:
 
 def cluster_from_dict(raw: dict, where: str = "", base: Path = HARDWARE_DIR) -> Cluster:
     """A cluster from its fields; curve files are read relative to ``base`` (the preset's folder)."""
-    raw = fields.mapping(where, raw, _CLUSTER_FIELDS, _CLUSTER_OPTIONAL)
     p = f"{where}." if where else ""
-    fields.require_kind(p, raw, "cluster")
+    raw = fields.preset(where, raw, "cluster", _CLUSTER_FIELDS, _CLUSTER_OPTIONAL)
     dev = raw["device"]
     device = device_from_dict(dev, p + "device") if isinstance(dev, dict) else load_device(str(dev))
 

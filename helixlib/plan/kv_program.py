@@ -121,7 +121,7 @@ def grad_sync_points(model: ModelConfig, part: Partition, sh: Shard) -> list[Com
     points = []
     for name, group, elements in ((Comm.QKV_GRAD_ALLREDUCE, MeshDim.KV_SHARD, (D + 1) * h_g * dq + kv),
                                   (Comm.KV_GRAD_ALLREDUCE, MeshDim.KV_SHARE, kv)):
-        ranks = tuple(part.group_ranks(group, sh.rank))
+        ranks = part.group_of(group, sh.rank)
         if len(ranks) > 1:
             t = f"{name}_grads"
             points.append(CommPoint(str(name), Mapping.GRAD_SYNC, group, sh.rank, ranks, t, t, (elements,),

@@ -23,6 +23,10 @@ MLP_KINDS = ("gelu", "swiglu")  # 2 matrices (W1, W2) or 3 (gate W1, up W3, down
 
 _INT_FIELDS = ("hidden", "heads", "mlp_hidden", "seq_len", "batch", "layers")
 _OPTIONAL_INT_FIELDS = ("kv_heads", "head_dim_qk", "head_dim_v", "vocab")
+#: largest size field (a 32-bit index), and largest tensor of one block, in bytes: every count of
+#: elements, bytes and FLOPs then fits the 64-bit integers of the estimator's arrays
+MAX_FIELD = 2**31 - 1
+MAX_TENSOR_BYTES = 2**62
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,11 @@ class ModelConfig:
     dropout: float = 0.0  # probability, attention and residual dropout when training
 
     def __post_init__(self):
-        for f in _INT_FIELDS:
-            object.__setattr__(self, f, positive_int(f, getattr(self, f)))
-        for f in _OPTIONAL_INT_FIELDS:
-            if getattr(self, f) is not None:
+        for f in _INT_FIELDS + _OPTIONAL_INT_FIELDS:
+            if f in _INT_FIELDS or getattr(self, f) is not None:
                 object.__setattr__(self, f, positive_int(f, getattr(self, f)))
+                if getattr(self, f) > MAX_FIELD:
+                    raise HelixInputError(f, f"must be at most {MAX_FIELD} (2^31 - 1)", getattr(self, f))
         one_of("dtype", self.dtype, tuple(DTYPE_BYTES))
         one_of("mlp", self.mlp, MLP_KINDS)
         if not isinstance(self.causal, bool):
@@ -72,6 +76,17 @@ class ModelConfig:
                 object.__setattr__(self, f, self.hidden // self.heads)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise HelixInputError("dropout", "must be a probability in [0, 1)", self.dropout)
+        if self.largest_tensor_bytes >= MAX_TENSOR_BYTES:
+            raise HelixInputError("model", f"one block's largest tensor would take {self.largest_tensor_bytes:.3g} "
+                                           "bytes; the workbook counts up to 2^62 (4.6e18): reduce seq_len or batch")
+
+    @property
+    def largest_tensor_bytes(self) -> int:
+        """Bytes of one block's largest tensor: the attention scores [B, H, L, L], an activation
+        [B, L, max(D, F, H·d)] or a weight [D, max(F, H·d)]."""
+        B, L, H = self.batch, self.seq_len, self.heads
+        wide = max(self.hidden, self.mlp_hidden, H * max(self.head_dim_qk, self.head_dim_v))
+        return max(B * H * L * L, B * L * wide, self.hidden * wide) * self.dtype_bytes
 
     @property
     def head_dim(self) -> int:

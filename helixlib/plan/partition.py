@@ -12,6 +12,7 @@ All-to-All group, the only attention collective of a KV-shard plan, is the conti
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from helixlib.core.errors import HelixInputError, one_of, positive_int
@@ -123,14 +124,16 @@ class Partition:
         """``n x m`` (``4x4``), or ``n x p`` with ``kv`` for KV shards (``4x4kv``)."""
         return f"{self.head_groups}x{self.second}" + ("kv" if self.kv else "")
 
-    def build_mesh(self, device_type: str):
+    def build_mesh(self, device_type: str, backend_override: dict | None = None):
         """The ``(n, m)`` DeviceMesh named ``("head_group", "dim_segment")`` (or ``(n, p)`` named
         ``("head_group", "kv_shard")``) of an initialised process group of n·m ranks (torchtitan's
-        ``ParallelDims.build_mesh``)."""
+        ``ParallelDims.build_mesh``). ``backend_override`` (mesh dim -> (backend, options)) goes to
+        ``init_device_mesh``: the sub-groups' timeout."""
         from torch.distributed.device_mesh import init_device_mesh
 
         names = KV_MESH_DIM_NAMES if self.kv else MESH_DIM_NAMES
-        return init_device_mesh(device_type, (self.head_groups, self.second), mesh_dim_names=names)
+        return init_device_mesh(device_type, (self.head_groups, self.second), mesh_dim_names=names,
+                                backend_override=backend_override)
 
     @property
     def exact(self) -> bool:
@@ -168,12 +171,13 @@ class Partition:
 
     def groups(self, dim: str) -> list[list[int]]:
         """All distinct process groups along ``dim``, in the order DeviceMesh creates them."""
-        seen: list[list[int]] = []
-        for r in range(self.world_size):
-            ranks = self.group_ranks(dim, r)
-            if ranks not in seen:
-                seen.append(ranks)
-        return seen
+        return [list(g) for g in _group_table(self, dim)[0]]
+
+    def group_of(self, dim: str, rank: int) -> tuple[int, ...]:
+        """:meth:`group_ranks` as one tuple shared by every member of the group: building every
+        rank's program costs O(G), not O(G x group size) (the world group made that O(G²))."""
+        groups, index = _group_table(self, dim)
+        return groups[index[rank]]
 
     def resolve(self, model: ModelConfig) -> Partition:
         """This partition with what the model decides: ``kv_share`` and, for KV shards, the
@@ -228,6 +232,36 @@ class Partition:
         if blocks < p:
             raise HelixInputError("tokens_per_block", f"leaves {blocks} blocks of the {S} positions for {p} "
                                                       "kv_shards (every shard needs a block)", tpb)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_table(part: Partition, dim: str) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The distinct groups along ``dim`` (first-appearance order) and each rank's index into them;
+    each group is built once (the groups of one dim partition the ranks)."""
+    groups: list[tuple[int, ...]] = []
+    index = [-1] * part.world_size
+    for r in range(part.world_size):
+        if index[r] < 0:
+            g = tuple(part.group_ranks(dim, r))
+            for x in g:
+                index[x] = len(groups)
+            groups.append(g)
+    return tuple(groups), tuple(index)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_table(part: Partition, dim: str) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The distinct groups along ``dim`` (first-appearance order) and each rank's index into them;
+    each group is built once (the groups of one dim partition the ranks)."""
+    groups: list[tuple[int, ...]] = []
+    index = [-1] * part.world_size
+    for r in range(part.world_size):
+        if index[r] < 0:
+            g = tuple(part.group_ranks(dim, r))
+            for x in g:
+                index[x] = len(groups)
+            groups.append(g)
+    return tuple(groups), tuple(index)
 
 
 def factorisations(world_size: int) -> list[tuple[int, int]]:

@@ -75,7 +75,7 @@ class RankProgram:
         return output
 
     def comm(self, name, mapping, group, inp, output, out_shape, dim=None, dtype_bytes=None) -> str:
-        ranks = tuple(self.part.group_ranks(group, self.rank))
+        ranks = self.part.group_of(group, self.rank)
         if len(ranks) == 1:  # a group of one rank communicates nothing: skip the step
             return inp
         out_shape = out_shape or self.shapes[inp]

@@ -4,6 +4,8 @@ communicator, gathering to rank 0, and teardown. The distributed run, the timed 
 validation and the benchmarks, and calibration all enter a rank through :func:`rank_session`.
 
 Rendezvous: a TCPStore client on 127.0.0.1 (the local launcher serves it) or env:// (torchrun).
+Timeouts: the run's collective timeout holds for every process group, the world's and the mesh's
+sub-groups (which DeviceMesh would otherwise create with torch's default, 30 minutes for gloo).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from helixlib.core.errors import HelixInputError
 from helixlib.plan import Plan, build_plan
+from helixlib.plan.names import MESH_DIM_NAMES
 from helixlib.runtime.communicator import TorchCommunicator
 from helixlib.runtime.spec import RunSpec
 from helixlib.runtime.trace import Trace
@@ -28,12 +31,36 @@ def cpu_rank_threads(threads_per_rank: int | None, local_ranks: int, cores: int 
     return threads_per_rank or max(1, (cores or 1) // local_ranks)
 
 
+def check_device(device: str, ranks_here: int = 1) -> None:
+    """``cuda`` needs CUDA and one GPU for each of the ``ranks_here`` ranks on this machine."""
+    if device != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise HelixInputError("device", "cuda requested but this machine has no usable CUDA device "
+                                        "(torch.cuda.is_available() is False)", device)
+    if torch.cuda.device_count() < ranks_here:
+        raise HelixInputError("device", f"cuda needs one GPU per rank: {ranks_here} ranks on this machine, "
+                                        f"{torch.cuda.device_count()} GPUs", device)
+
+
 def resolve_device(spec: RunSpec, local_rank: int) -> torch.device:
     if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise HelixInputError("device", "cuda requested but torch.cuda.is_available() is False", spec.device)
+        check_device("cuda", local_rank + 1)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def mesh_timeouts(backend: str, timeout_s: float) -> dict:
+    """``backend_override`` for ``init_device_mesh``: every mesh dim's groups get ``timeout_s``."""
+    import torch.distributed as dist
+
+    if backend == "nccl":
+        options = dist.ProcessGroupNCCL.Options()
+        options.is_high_priority_stream = False
+    else:
+        options = dist.ProcessGroupGloo._Options()
+    options._timeout = timedelta(seconds=timeout_s)
+    return {name: (backend, options) for name in MESH_DIM_NAMES}
 
 
 def init_process_group(device: torch.device, rank: int, world_size: int, timeout_s: float,
@@ -97,7 +124,7 @@ def rank_session(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
         torch.set_num_threads(cpu_rank_threads(spec.threads_per_rank, local, os.cpu_count()))
     backend = init_process_group(device, rank, world_size, spec.collective_timeout_s, store_port)
     try:
-        mesh = spec.partition.build_mesh(device.type)
+        mesh = spec.partition.build_mesh(device.type, mesh_timeouts(backend, spec.collective_timeout_s))
         sync = torch.cuda.synchronize if device.type == "cuda" else None
         comm = TorchCommunicator(rank, spec.partition, mesh, Trace(rank, synchronize=sync))
         yield RankSession(spec, rank, world_size, device, backend, mesh, plan, comm)

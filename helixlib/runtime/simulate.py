@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 
+from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.plan import Plan
+from helixlib.plan.model import RUNTIME_DTYPES
 from helixlib.runtime.communicator import Rendezvous, ThreadCommunicator
 from helixlib.runtime.trace import Trace
 from helixlib.runtime.verify import Comparison, RankOutput, compare, dense_reference, run_rank
@@ -21,6 +23,10 @@ def simulate_ranks(plan: Plan, dtype: str = "fp64", seed: int = 0, backward: boo
     The first failure in any rank is re-raised; the others stop at their next collective.
     ``traces`` (one per rank) replace the default ones; ``around_step(rank, run)``, if
     given, is called in the rank's thread and must call ``run()`` and return its result."""
+    if not isinstance(plan, Plan):
+        raise HelixInputError("plan", "must be a Plan (build_plan gives one)", type(plan).__name__)
+    one_of("dtype", dtype, RUNTIME_DTYPES)
+    positive_int("seed", seed, minimum=0)
     traces = traces if traces is not None else [Trace(r) for r in range(plan.world_size)]
 
     def body(r: int, comm: ThreadCommunicator):

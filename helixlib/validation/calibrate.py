@@ -32,14 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from helixlib.core.errors import HelixInputError
-from helixlib.core.presets import HARDWARE_DIR
+from helixlib.core.presets import LOCAL_CLUSTER_FILE
 from helixlib.estimate.hardware import cluster_from_dict
 from helixlib.plan import bus_factor
 from helixlib.plan.model import ModelConfig
+from helixlib.runtime.spec import MAX_LOCAL_RANKS
 from helixlib.validation.microbench import Suite, microbench_rank
 
-DEFAULT_OUT = HARDWARE_DIR / "cpu-local.yaml"
-MAX_RANKS = 64
+DEFAULT_OUT = LOCAL_CLUSTER_FILE
+MAX_RANKS = MAX_LOCAL_RANKS  # the local launcher's limit
 _DIMS = (4, 16, 64, 256, 1024)
 
 

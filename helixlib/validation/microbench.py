@@ -37,7 +37,7 @@ from helixlib.estimate.strategies import (
 )
 from helixlib.plan.names import ELEMENTWISE_KINDS, CollectiveKind, MeshDim, Phase
 from helixlib.runtime.dense import TORCH_DTYPES
-from helixlib.runtime.session import rank_session
+from helixlib.runtime.session import mesh_timeouts, rank_session
 from helixlib.runtime.steps import timed_steps
 
 MEASURED_KINDS = ("all_reduce", "all_gather", "reduce_scatter")
@@ -171,8 +171,9 @@ def _collective_once(comm, kind: str, t: torch.Tensor) -> None:
     comm.trace.clear()
 
 
-def measure_collectives(suite: Suite, rank: int, world: int, dtype: str) -> list[dict]:
-    """Every kind and size over groups of each size p (all G/p groups at once)."""
+def measure_collectives(suite: Suite, rank: int, world: int, dtype: str, timeout_s: float = 60.0) -> list[dict]:
+    """Every kind and size over groups of each size p (all G/p groups at once); the groups get
+    ``timeout_s``, as the run's do."""
     from helixlib.plan import Partition
     from helixlib.runtime.communicator import TorchCommunicator
 
@@ -181,7 +182,7 @@ def measure_collectives(suite: Suite, rank: int, world: int, dtype: str) -> list
     beta = torch.tensor([], dtype=tdtype).element_size()
     for p in suite.group_sizes:
         part = Partition(world // p, p)  # the groups of p ranks are the mesh's dim_segment groups
-        comm = TorchCommunicator(rank, part, part.build_mesh("cpu"))
+        comm = TorchCommunicator(rank, part, part.build_mesh("cpu", mesh_timeouts("gloo", timeout_s)))
         for kind in (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER):
             for S in suite.collective_bytes:
                 t = torch.randn(S // beta // (p if kind == CollectiveKind.ALL_GATHER else 1), dtype=tdtype)
@@ -204,5 +205,5 @@ def microbench_rank(spec, rank: int, world: int, local_rank: int = 0, store_port
         for dtype in suite.dtypes:
             out["gemm"] += measure_gemms(suite, rank, dtype)
             out["elementwise"] += measure_elementwise(suite, rank, dtype)
-        out["collectives"] = measure_collectives(suite, rank, world, suite.dtypes[0])
+        out["collectives"] = measure_collectives(suite, rank, world, suite.dtypes[0], spec.collective_timeout_s)
         return out if rank == 0 else None
