@@ -225,7 +225,11 @@ class TorchCommunicator(Communicator):
     copies of the same KV heads) when the partition has them: every rank creates every one of
     those, in the same order (``dist.new_group``'s rule)."""
 
-    def __init__(self, rank: int, partition: Partition, mesh, trace: Trace | None = None):
+    def __init__(self, rank: int, partition: Partition, mesh, trace: Trace | None = None,
+                 timeout_s: float | None = None):
+        """``timeout_s``: the collective timeout of the groups created here (the mesh's come with it)."""
+        import datetime
+
         import torch.distributed as dist
 
         super().__init__(rank, partition, trace)
@@ -234,7 +238,8 @@ class TorchCommunicator(Communicator):
         self.groups[MeshDim.WORLD] = dist.group.WORLD
         if partition.kv_share > 1:
             for ranks in partition.groups(MeshDim.KV_SHARE):
-                pg = dist.new_group(ranks)
+                pg = dist.new_group(ranks, timeout=None if timeout_s is None
+                                    else datetime.timedelta(seconds=timeout_s))
                 if rank in ranks:
                     self.groups[MeshDim.KV_SHARE] = pg
         for name, pg in self.groups.items():  # the mesh must be the plan's layout, or every result is wrong

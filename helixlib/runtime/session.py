@@ -60,7 +60,7 @@ def mesh_timeouts(backend: str, timeout_s: float) -> dict:
     else:
         options = dist.ProcessGroupGloo._Options()
     options._timeout = timedelta(seconds=timeout_s)
-    return {name: (backend, options) for name in MESH_DIM_NAMES}
+    return {dim: (backend, options) for dim in range(len(MESH_DIM_NAMES))}  # by index: either mesh
 
 
 def init_process_group(device: torch.device, rank: int, world_size: int, timeout_s: float,
@@ -126,7 +126,8 @@ def rank_session(spec: RunSpec, rank: int, world_size: int, local_rank: int = 0,
     try:
         mesh = spec.partition.build_mesh(device.type, mesh_timeouts(backend, spec.collective_timeout_s))
         sync = torch.cuda.synchronize if device.type == "cuda" else None
-        comm = TorchCommunicator(rank, spec.partition, mesh, Trace(rank, synchronize=sync))
+        comm = TorchCommunicator(rank, spec.partition, mesh, Trace(rank, synchronize=sync),
+                                 timeout_s=spec.collective_timeout_s)
         yield RankSession(spec, rank, world_size, device, backend, mesh, plan, comm)
     finally:
         dist.destroy_process_group()
