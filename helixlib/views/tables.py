@@ -45,6 +45,21 @@ def html_table(rows: list[list], header: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+#: tables longer than this are folded behind a one-line summary (the reader opens them on demand)
+MAX_UNFOLDED_ROWS = 8
+
+
+def folded(content_html: str, summary: str) -> str:
+    """``content_html`` behind a ``<details>`` whose one visible line is ``summary``."""
+    return f"<details><summary>{html.escape(summary)}</summary>{content_html}</details>"
+
+
+def table_or_folded(rows: list[list], header: list[str], summary: str) -> str:
+    """An HTML table, folded behind ``summary`` when it has more than MAX_UNFOLDED_ROWS rows."""
+    table = html_table(rows, header)
+    return table if len(rows) <= MAX_UNFOLDED_ROWS else folded(table, f"{summary} ({len(rows)} rows: click to open)")
+
+
 MODEL_HEADER = ["preset", "D", "H", "d", "F", "L", "B", "layers", "params", "dtype", "source"]
 
 
