@@ -14,8 +14,9 @@ deployment with that variant, so the claims table and the headline agree by cons
 Three memory figures, labelled (the workbook once printed them unlabelled, and they differ):
 
 * ``plan_inventory`` — the Plan's inventory of one block on one rank: every tensor the block
-  produces, each counted once (weights, activations, the scores ``[B, h_g, L, L]``, collective
-  buffers), as if all were alive together. A size list, not a peak.
+  produces, each counted once (one layer's weights, activations, the scores ``[B, h_g, L, L]``,
+  collective buffers), nothing freed: what autograd would keep for one block's backward. A size
+  list, not the peak of a forward pass.
 * ``per_gpu_peak`` — the estimator's peak per GPU for a forward pass of the whole model over the
   whole batch: every layer's weights, plus the largest op's inputs and output with the block input
   beside it (forward keeps nothing for a backward), NCCL buffers and the reserved memory.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from helixlib.audit.checks_cost import _estimate, communication_share, speedup
 from helixlib.audit.claims import load_claims
 from helixlib.audit.context import AuditContext
+from helixlib.estimate.memory import MemoryBreakdown
 from helixlib.plan import OUTPUT_MODES, OutputMode
 
 
@@ -49,6 +51,8 @@ class Headline:
     per_gpu_peak_bytes: float
     one_gpu_peak_bytes: float
     device_bytes: float
+    plan_inventory_terms: dict  # weights, activations, scores, buffers (bytes)
+    per_gpu_terms: dict  # the estimator's MemoryBreakdown terms (bytes)
 
     @property
     def memory_reduction(self) -> float:
@@ -75,15 +79,18 @@ def _variant(context: dict, output: str) -> Headline:
     ctx = AuditContext(dict(context, output=output))
     est = _estimate(ctx)
     one = _estimate(ctx, head_groups=1, dim_segments=1)
-    inventory = max(m.total_bytes for m in ctx.plan.memory())
+    inv = max(ctx.plan.memory(), key=lambda m: m.total_bytes)
     # the audit checks themselves: the claims table shows these very values
     share = communication_share(ctx).value
     ratio = speedup(ctx).value
     per_gpu, one_gpu = float(est.memory.total), float(one.memory.total)
     pl = est.per_layer
     return Headline(output, est.cluster.name, float(pl["time_dataflow"]), float(pl["compute"]),
-                    float(pl["communication"]), float(share), float(ratio), float(inventory), per_gpu, one_gpu,
-                    float(est.cluster.device.memory_bytes))
+                    float(pl["communication"]), float(share), float(ratio), float(inv.total_bytes), per_gpu, one_gpu,
+                    float(est.cluster.device.memory_bytes),
+                    {"weights": inv.weights_bytes, "activations": inv.activation_bytes, "scores": inv.score_bytes,
+                     "buffers": inv.buffer_bytes},
+                    {t: float(v) for t, v in est.memory.to_dict().items() if t in MemoryBreakdown.TERMS})
 
 
 def headline_figures(context: dict | None = None) -> Headlines:
