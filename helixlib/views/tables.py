@@ -10,13 +10,14 @@ from helixlib.plan import Plan
 ATTENTION_OPS = ("ln1", "q_proj", "k_proj", "v_proj", "scores", "softmax", "attn_v", "out_proj", "residual1")
 MLP_OPS = ("ln2", "fc1", "gelu", "fc2", "residual2")
 
-RANK_HEADER = ["rank", "g", "s", "heads", "dim slice", "Q shape", "matmul", "weights", "memory"]
+RANK_HEADER = ["rank", "g", "s", "heads", "dim slice", "Q shape", "matmul", "weights", "inventory (one block)"]
 OP_HEADER = ["op", "kind", "inputs", "output", "FLOPs", "bytes"]
 COLLECTIVE_HEADER = ["#", "phase", "collective", "kind", "ranks", "elements", "bytes"]
 
 
 def rank_rows(plan: Plan) -> list[list]:
-    """One row per rank: coordinates, heads, dim slice, Q shape, matmul FLOPs, memory."""
+    """One row per rank: coordinates, heads, dim slice, Q shape, matmul FLOPs, weights, and the Plan's
+    inventory of one block (every tensor it produces, each once: not a peak; see audit.headline)."""
     rows = []
     for sh, mem in zip(plan.shards, plan.memory()):
         rows.append([sh.rank, sh.head_group, sh.dim_segment, f"{sh.heads[0]}-{sh.heads[1] - 1}",

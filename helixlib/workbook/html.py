@@ -44,15 +44,31 @@ def sign_notebook(path: Path, data_dir: str | None = None) -> None:
     notary.sign(nb)
 
 
-def title_and_summary(notebook: Path) -> tuple[str, str]:
-    """The first ``# heading`` of the notebook and the first sentence of the text under it."""
+#: TeX a summary line may carry, as plain text (the index page has no MathJax)
+_TEX = {"$": "", "\\cdot": "·", "\\times": "×", "\\sqrt": "√", "\\top": "ᵀ", "\\,": " ", "`": "", "*": ""}
+
+
+def title_and_summary(notebook: Path, limit: int = 240) -> tuple[str, str]:
+    """The first ``# heading`` of the notebook and the first paragraph under it (plain text, cut
+    at a sentence end within ``limit`` characters)."""
     cells = json.loads(notebook.read_text())["cells"]
     first = next(("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"), "")
     lines = first.strip().splitlines()
     title = lines[0].lstrip("# ").strip() if lines else notebook.stem
-    body = " ".join(ln.strip() for ln in lines[1:] if ln.strip() and not ln.startswith(("#", "|", "```")))
-    summary = body.split(". ")[0].rstrip(".") + "." if body else ""
-    return title, summary
+    paragraph = []
+    for ln in lines[1:]:
+        if not ln.strip():
+            if paragraph:
+                break
+            continue
+        paragraph.append(ln.strip())
+    text = " ".join(paragraph)
+    for tex, plain in _TEX.items():
+        text = text.replace(tex, plain)
+    if len(text) > limit:
+        cut = text.rfind(". ", 0, limit)
+        text = text[:cut + 1] if cut > 0 else text[:limit].rsplit(" ", 1)[0] + " …"
+    return title, text
 
 
 def to_html(notebook: Path, out: Path) -> Path:
