@@ -125,3 +125,27 @@ def plot_partial_scores(ex: Contraction):
     _matrix(axes[1, m], ex.probabilities, "right: softmax($S/\\sqrt{d}$)", ".2f", "Greens", 0, 1)
     fig.tight_layout()
     return fig
+
+
+def teaching_plan():
+    """The example as a Plan: one head (one head group) of d = 4 split into m = 2 segments, L = 3,
+    B = 1, a 4-wide model — notebook 03 draws its attention graph before the full-size ones."""
+    from helixlib.plan import ModelConfig, Partition, build_plan
+
+    model = ModelConfig("tiny-example", hidden=4, heads=1, mlp_hidden=16, seq_len=3, batch=1, layers=1,
+                        dtype="fp32", source="notebook 01's hand-checkable example")
+    return build_plan(model, Partition(1, 2))
+
+
+def teaching_dag_source(name: str = "mha_teaching") -> tuple[object, str]:
+    """(graph, DOT source) of :func:`teaching_plan`'s attention, forward only, drawn top-down
+    (the full drawings run left to right; with two lanes, top-down reads like the maths)."""
+    from helixlib.dag.graph import build_dag
+    from helixlib.dag.render import dot_source
+
+    plan = teaching_plan()
+    graph = build_dag(plan, "mha", backward=False)
+    src = dot_source(graph, plan, name)
+    if "rankdir=LR" not in src:
+        raise RuntimeError("helixlib.dag.render no longer sets rankdir=LR; update teaching_dag_source")
+    return graph, src.replace("rankdir=LR", "rankdir=TB", 1)

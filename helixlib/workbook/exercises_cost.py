@@ -18,14 +18,21 @@ from helixlib.workbook.exercises import Answer
 
 
 def roofline_bound(model: str, head_groups: int, dim_segments: int, hardware: str, op: str) -> Answer:
-    """Is ``op`` compute- or memory-bound on ``hardware``, and why (its FLOPs per byte)?"""
-    est = estimate(build_plan(load_model(model), Partition(head_groups, dim_segments)), load_cluster(hardware),
-                   search_micro_batch=False)
+    """Is ``op`` compute- or memory-bound on ``hardware``, and why: its FLOPs per byte against the
+    device's ridge point (peak FLOP/s over memory bandwidth)."""
+    plan = build_plan(load_model(model), Partition(head_groups, dim_segments))
+    cluster = load_cluster(hardware)
+    est = estimate(plan, cluster, search_micro_batch=False)
     row = next(r for r in est.op_rows() if r["name"] == op)
     intensity = row["flops"] / row["bytes"]
+    dev = cluster.device
+    ridge = dev.peak_flops(plan.model.dtype) / dev.memory_bandwidth
     return Answer(row["bound"], f"{op}: {si(row['flops'], 'FLOP')} over {si(row['bytes'], 'B')} = {intensity:.3g} "
-                                f"FLOP per byte; FLOP time {duration(row['compute_s'])}, memory time "
-                                f"{duration(row['memory_s'])}: {row['bound']}-bound.")
+                                f"FLOP per byte, against the {dev.name}'s ridge point "
+                                f"{si(dev.peak_flops(plan.model.dtype), 'FLOP/s')} / {si(dev.memory_bandwidth, 'B/s')} "
+                                f"= {ridge:.0f} FLOP per byte. With its efficiencies, FLOP time "
+                                f"{duration(row['compute_s'])}, memory time {duration(row['memory_s'])}: "
+                                f"{row['bound']}-bound.")
 
 
 def allreduce_time(model: str, head_groups: int, dim_segments: int, hardware: str) -> Answer:
