@@ -128,8 +128,9 @@ def verdict_counts(verdicts: list) -> Answer:
 
 
 def furthest_off(verdicts: list) -> Answer:
-    """The numeric claim furthest from its computed value (largest |log10(computed / claimed)|)."""
-    numeric = [v for v in verdicts if v.ratio]
+    """The claim of a number furthest from its computed value (largest |log10(computed / claimed)|;
+    bounds such as "< 5 %" are left out: their ratio measures a margin, not a slip)."""
+    numeric = [v for v in verdicts if v.ratio and v.claim.compare == "equal"]
     v = max(numeric, key=lambda v: abs(math.log10(v.ratio)))
     return Answer(v.claim.id, f"{v.claim.id}: computed / claimed = {v.ratio:.3g} (a factor "
                               f"{max(v.ratio, 1 / v.ratio):.3g} off). {v.explanation}")
