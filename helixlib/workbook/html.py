@@ -37,11 +37,12 @@ def sign_notebook(path: Path, data_dir: str | None = None) -> None:
     """Record ``path`` as trusted in Jupyter's signature database (``data_dir``: Jupyter's data
     folder, default the user's), as ``jupyter trust`` does."""
     import nbformat
+    from jupyter_core.paths import jupyter_data_dir
     from nbformat.sign import NotebookNotary
 
-    nb = nbformat.read(path, as_version=4)
-    notary = NotebookNotary(data_dir=data_dir) if data_dir else NotebookNotary()
-    notary.sign(nb)
+    data_dir = data_dir or jupyter_data_dir()
+    Path(data_dir).mkdir(parents=True, exist_ok=True)  # a fresh machine has none yet
+    NotebookNotary(data_dir=data_dir).sign(nbformat.read(path, as_version=4))
 
 
 #: TeX a summary line may carry, as plain text (the index page has no MathJax)
