@@ -12,7 +12,7 @@ from helixlib.audit.claims import Verdict
 from helixlib.audit.headline import Headlines
 from helixlib.core.palette import TERM_COLORS
 from helixlib.core.units import si
-from helixlib.views.formats import duration
+from helixlib.views.formats import duration, plural
 
 _pct = lambda v: f"{100 * float(v):.3g} %"
 _times = lambda v: f"×{float(v):.3g}"
@@ -28,7 +28,7 @@ UNITS: dict[str, Callable[[object], str]] = {
     "group_size": lambda v: f"{int(v)} ranks",
     "comm_buffers": lambda v: si(float(v), "B"),
     "dataflow_error": lambda v: f"{float(v):.3g} (relative error)",
-    "collectives_between": lambda v: f"{int(v)} collectives",
+    "collectives_between": lambda v: plural(int(v), "collective"),
 }
 
 
@@ -38,7 +38,9 @@ def plain(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, int | float) or hasattr(value, "dtype"):
         v = float(value)
-        return f"{int(v):,}" if v.is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{int(v)}" if abs(v) < 1e6 else f"{int(v):,}"  # shapes read as [1024, 10000]
+        return f"{v:.3g}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(plain(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -46,7 +46,8 @@ def sign_notebook(path: Path, data_dir: str | None = None) -> None:
 
 
 #: TeX a summary line may carry, as plain text (the index page has no MathJax)
-_TEX = {"$": "", "\\cdot": "·", "\\times": "×", "\\sqrt": "√", "\\top": "ᵀ", "\\,": " ", "`": "", "*": ""}
+_TEX = {"$": "", "^\\top": "ᵀ", "\\top": "ᵀ", "\\cdot": "·", "\\times": "×", "\\sqrt": "√", "\\in": "∈",
+        "\\{": "{", "\\}": "}", "\\,": " ", "`": "", "*": ""}
 
 
 def title_and_summary(notebook: Path, limit: int = 240) -> tuple[str, str]:
