@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from helixlib.core.files import write_text_atomic
+from helixlib.core.files import write_bytes_atomic, write_text_atomic
 
 #: cells tagged so: an exercise's answer. JupyterLab shows it collapsed (``source_hidden``); the
 #: HTML edition keeps only its output, itself folded behind "answer"
@@ -110,8 +109,6 @@ def write_html_edition(executed: list[Path], out_dir: Path) -> list[Page]:
     for nb_dir in {nb.parent for nb in executed}:
         for f in nb_dir.rglob("*"):
             if f.is_file() and f.suffix in LINKED_SUFFIXES:
-                dst = out_dir / f.relative_to(nb_dir)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, dst)
+                write_bytes_atomic(out_dir / f.relative_to(nb_dir), f.read_bytes())
     write_text_atomic(out_dir / "index.html", index_html(pages))
     return pages
