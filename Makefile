@@ -36,10 +36,12 @@ test: $(STAMP) dot chromium lint
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# JupyterLab refuses to start as root unless told; say so rather than fail
+# JupyterLab on the repository, opened at notebooks/ (the executed, signed notebooks of
+# `make workbook` are in build/notebooks). It refuses to start as root unless told; say so rather than fail
 lab: $(STAMP) dot
 	@if [ "$$(id -u)" = 0 ]; then echo "running as root: starting JupyterLab with --allow-root"; fi
-	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean:
 	rm -rf build .pytest_cache
