@@ -47,7 +47,7 @@ def test_notebook_shape():
     code = [c for c in cells if c["cell_type"] == "code"]
     answers = [c for c in code if "answer" in c["metadata"].get("tags", [])]
     assert len(answers) == 3
-    assert all(c["metadata"]["jupyter"]["source_hidden"] and "exercise_answers(" in "".join(c["source"])
+    assert all(c["metadata"]["jupyter"]["source_hidden"] and "exercises_study." in "".join(c["source"])
                for c in answers)
     text = "".join("".join(c["source"]) for c in cells)
     for needed in ("published_rooflines(", "paper_study(", "lse_combine_demo(", "DecodeExplorer(", "plot_pareto(",

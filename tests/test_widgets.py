@@ -83,3 +83,49 @@ def test_bad_values_give_a_message_not_an_exception(explorer):
     assert explorer.result.error == "seq_len: must be a positive integer, got 0"
     explorer.controls["seq_len"].value = 2048
     assert explorer.result.error is None and explorer.result.plan.model.seq_len == 2048
+
+
+def test_the_error_is_one_line_and_escaped(explorer):
+    from helixlib.views.widgets import error_html
+
+    explorer.controls["seq_len"].value = -3
+    html = error_html(explorer.result.error)
+    assert "\n" not in html and html.count("<div") == 1
+    assert "seq_len: must be a positive integer, got -3" in html
+    assert "&lt;b&gt;" in error_html("<b>") and "<b>cannot estimate:</b>" in html
+
+
+def test_times_never_print_in_scientific_notation(explorer):
+    explorer.controls["training"].value = True
+    rows = explorer.result.ranking_rows()
+    assert any("min)" in r[2] or " h)" in r[2] for r in rows)  # training steps of helix-70b take minutes
+    assert not any("e+" in str(c) for r in rows for c in r)
+
+
+def test_the_ranking_leads_with_the_winner_and_folds_the_rest(explorer):
+    from helixlib.views.tables import MAX_UNFOLDED_ROWS
+    from helixlib.views.widgets import ranking_html
+
+    html = ranking_html(explorer.result)
+    first = next(r for r in explorer.result.ranking if r["fits"])
+    assert html.startswith(f"<p><b>fastest that fits: {first['strategy']}</b>")
+    assert (len(explorer.result.ranking) > MAX_UNFOLDED_ROWS) == ("<details>" in html)
+
+
+def test_without_a_widget_manager_the_cell_says_what_it_is(explorer):
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("Explorer (interactive: needs a running kernel")
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
+
+
+def test_the_snapshot_shows_the_current_output(explorer, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    explorer.controls["world_size"].value = 8
+    shown.clear()
+    explorer.show_snapshot()
+    kinds = [type(o).__name__ for o in shown]
+    assert kinds == ["HTML", "Image", "HTML"]
+    assert "8 GPUs" in shown[0].data and "memory per GPU" in shown[2].data

@@ -25,7 +25,8 @@ def communication_share(ctx: AuditContext, training: bool = False) -> Computed:
     est = _estimate(ctx, training=training)
     pl, share = est.per_layer, est.communication_share
     value = share["communication_over_compute"]
-    return Computed(value, f"one layer on {est.cluster.name}: compute {pl['compute']:.3g} s, communication "
+    return Computed(value, f"one layer on {est.cluster.name}, output={ctx.partition.output}: compute "
+                           f"{pl['compute']:.3g} s, communication "
                            f"{pl['communication']:.3g} s = {value:.0%} of compute "
                            f"({share['all_of_no_overlap_time']:.0%} of the no-overlap time)")
 
@@ -38,7 +39,8 @@ def speedup(ctx: AuditContext) -> Computed:
     many = _estimate(ctx).per_layer["time_dataflow"]
     compute_only = (_estimate(ctx, head_groups=1, dim_segments=1).per_layer["compute"]
                     / _estimate(ctx).per_layer["compute"])
-    return Computed(one / many, f"one GPU {one:.3g} s, {ctx.partition.world_size} GPUs {many:.3g} s per layer: "
+    return Computed(one / many, f"output={ctx.partition.output}: one GPU {one:.3g} s, {ctx.partition.world_size} "
+                                f"GPUs {many:.3g} s per layer: "
                                 f"x{one / many:.1f} (compute alone: x{compute_only:.1f})")
 
 
@@ -47,7 +49,8 @@ def memory_reduction(ctx: AuditContext, training: bool = False) -> Computed:
     """Memory of the whole block on one GPU over memory per GPU of the plan (estimator's model)."""
     one = _estimate(ctx, head_groups=1, dim_segments=1, training=training).memory.total
     per = _estimate(ctx, training=training).memory
-    return Computed(float(one / per.total), f"one GPU {si(float(one), 'B')}, per GPU of the plan "
+    return Computed(float(one / per.total), f"output={ctx.partition.output}: one GPU {si(float(one), 'B')}, per GPU "
+                                             f"of the plan "
                                              f"{si(float(per.total), 'B')}: x{float(one / per.total):.1f} less")
 
 
@@ -156,7 +159,8 @@ def corrected_runtime(ctx: AuditContext) -> Computed:
     from helixlib.estimate.seed_script import corrections
 
     steps = corrections(ctx.plan_for(output=OutputMode.ALLREDUCE), load_cluster(ctx.hardware))
-    return Computed(steps[-1].total, "forward of one layer over the whole batch: "
+    return Computed(steps[-1].total, "output=allreduce (the script's own terms): forward of one layer over the "
+                                     "whole batch: "
                     + " -> ".join(f"{s.name} {s.total:.3g} s" for s in steps))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from helixlib.core.palette import rank_colors
 from helixlib.plan import Plan
 from helixlib.runtime.run import RunResult
+from helixlib.runtime.trace import Trace
 
 
 def op_time_matrix(result: RunResult) -> tuple[list[str], np.ndarray]:
@@ -108,4 +109,73 @@ def plot_time_breakdown(result: RunResult, ax=None):
     ax.set_ylabel("ms")
     ax.set_title("step time per rank")
     ax.legend(fontsize=8)
+    return ax
+
+
+# ---- several steps: medians, not one sample ------------------------------------------------
+
+
+def step_medians(steps: list[list[Trace]]) -> list[dict]:
+    """Per operator and per collective (forward and backward): the slowest rank's seconds in each
+    step, and their median, min and max over the steps. ``steps[k][r]`` is rank r's trace of step k."""
+    def per_step(get) -> np.ndarray:
+        return np.array([max(get(t) for t in step) for step in steps])
+
+    rows = []
+    first = steps[0][0]
+    for name in dict.fromkeys(o.name for o in first.ops):
+        s = per_step(lambda t, n=name: sum(o.seconds for o in t.ops if o.name == n))
+        rows.append({"name": name, "kind": "compute", "median": float(np.median(s)), "min": float(s.min()),
+                     "max": float(s.max())})
+    for name in dict.fromkeys(c.name for c in first.collectives):
+        s = per_step(lambda t, n=name: sum(c.seconds for c in t.collectives if c.name == n))
+        rows.append({"name": name, "kind": "communication", "median": float(np.median(s)), "min": float(s.min()),
+                     "max": float(s.max())})
+    return rows
+
+
+def step_totals(steps: list[list[Trace]]) -> np.ndarray:
+    """[steps, ranks]: each rank's whole step (forward + backward), seconds."""
+    return np.array([[t.timings.get("total_s", 0.0) for t in step] for step in steps])
+
+
+def plot_step_medians(steps: list[list[Trace]], ax=None):
+    """Where a step's time goes: per op and collective, the median over steps of the slowest rank
+    (bar) and the range over steps (whisker)."""
+    import matplotlib.pyplot as plt
+
+    from helixlib.core.palette import TERM_COLORS
+
+    rows = step_medians(steps)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.22 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    med = np.array([r["median"] for r in rows]) * 1e3
+    lo, hi = med - np.array([r["min"] for r in rows]) * 1e3, np.array([r["max"] for r in rows]) * 1e3 - med
+    ax.barh(y, med, xerr=[lo, hi], color=[TERM_COLORS[r["kind"]] for r in rows], error_kw={"lw": 0.8})
+    ax.set_yticks(y, [r["name"] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms, slowest rank: median over {len(steps)} steps (whiskers: min and max)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=TERM_COLORS[k]) for k in ("compute", "communication")]
+    ax.legend(handles, ["operator", "collective"], fontsize=7, loc="lower right")
+    return ax
+
+
+def plot_step_totals(steps: list[list[Trace]], ax=None):
+    """Each step's time on every rank (dots) and the slowest rank's (line): how much one step
+    varies on this machine."""
+    import matplotlib.pyplot as plt
+
+    tot = step_totals(steps) * 1e3
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
+    k = np.arange(1, len(tot) + 1)
+    for r in range(tot.shape[1]):
+        ax.scatter(k, tot[:, r], s=8, color="gray", alpha=0.5, label="each rank" if r == 0 else None)
+    ax.plot(k, tot.max(axis=1), "k-o", label="slowest rank")
+    ax.axhline(float(np.median(tot.max(axis=1))), color="tab:red", ls="--", lw=1, label="median of the slowest")
+    ax.set_xticks(k)
+    ax.set_xlabel("timed step")
+    ax.set_ylabel("ms (forward + backward)")
+    ax.legend(fontsize=7)
     return ax

@@ -6,6 +6,7 @@ import numpy as np
 
 from helixlib.core.palette import rank_colors, text_color
 from helixlib.plan import Plan
+from helixlib.views.formats import plural
 
 
 def owner_map(plan: Plan) -> np.ndarray:
@@ -41,5 +42,5 @@ def plot_rank_map(plan: Plan, ax=None, annotate: bool = True):
         ax.axhline(g * H // n, color="black", lw=1.5)
     ax.set_xlabel(f"head-dim column (d = {d}, d_s = {d // m})")
     ax.set_ylabel(f"head (h_g = {H // n} per group)")
-    ax.set_title(f"{n} head groups x {m} dim segments")
+    ax.set_title(f"{plural(n, 'head group')} x {plural(m, 'dim segment')}")
     return ax

@@ -10,13 +10,14 @@ from helixlib.plan import Plan
 ATTENTION_OPS = ("ln1", "q_proj", "k_proj", "v_proj", "scores", "softmax", "attn_v", "out_proj", "residual1")
 MLP_OPS = ("ln2", "fc1", "gelu", "fc2", "residual2")
 
-RANK_HEADER = ["rank", "g", "s", "heads", "dim slice", "Q shape", "matmul", "weights", "memory"]
+RANK_HEADER = ["rank", "g", "s", "heads", "dim slice", "Q shape", "matmul", "weights", "inventory (one block)"]
 OP_HEADER = ["op", "kind", "inputs", "output", "FLOPs", "bytes"]
 COLLECTIVE_HEADER = ["#", "phase", "collective", "kind", "ranks", "elements", "bytes"]
 
 
 def rank_rows(plan: Plan) -> list[list]:
-    """One row per rank: coordinates, heads, dim slice, Q shape, matmul FLOPs, memory."""
+    """One row per rank: coordinates, heads, dim slice, Q shape, matmul FLOPs, weights, and the Plan's
+    inventory of one block (every tensor it produces, each once: not a peak; see audit.headline)."""
     rows = []
     for sh, mem in zip(plan.shards, plan.memory()):
         rows.append([sh.rank, sh.head_group, sh.dim_segment, f"{sh.heads[0]}-{sh.heads[1] - 1}",
@@ -43,6 +44,21 @@ def html_table(rows: list[list], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+#: tables longer than this are folded behind a one-line summary (the reader opens them on demand)
+MAX_UNFOLDED_ROWS = 8
+
+
+def folded(content_html: str, summary: str) -> str:
+    """``content_html`` behind a ``<details>`` whose one visible line is ``summary``."""
+    return f"<details><summary>{html.escape(summary)}</summary>{content_html}</details>"
+
+
+def table_or_folded(rows: list[list], header: list[str], summary: str) -> str:
+    """An HTML table, folded behind ``summary`` when it has more than MAX_UNFOLDED_ROWS rows."""
+    table = html_table(rows, header)
+    return table if len(rows) <= MAX_UNFOLDED_ROWS else folded(table, f"{summary} ({len(rows)} rows: click to open)")
 
 
 MODEL_HEADER = ["preset", "D", "H", "d", "F", "L", "B", "layers", "params", "dtype", "source"]

@@ -1,5 +1,7 @@
-"""``python -m helixlib.workbook``: execute every notebook into ``build/notebooks`` and
-write the CLI's artefacts into ``build/artefacts`` (what ``make workbook`` runs)."""
+"""``python -m helixlib.workbook``: execute every notebook into ``build/notebooks`` (signed, so
+JupyterLab trusts their outputs), write the HTML edition into ``build/html`` (``index.html`` in
+reading order) and the CLI's artefacts into ``build/artefacts`` (what ``make workbook`` runs).
+Bad input (``--out`` naming a file) is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import time
 from pathlib import Path
 
 from helixlib.commands.main import main as cli_main
+from helixlib.core.errors import HelixInputError
+from helixlib.core.files import write_text_atomic
+from helixlib.workbook.html import sign_notebook, write_html_edition
 from helixlib.workbook.notebooks import NotebookFailed, execute_notebook, notebook_paths
 
 #: (file name, CLI arguments) written into build/artefacts; stdout goes to the file
@@ -43,7 +48,16 @@ def _artefact(out_dir: Path, name: str, argv: list[str]) -> None:
     if rc not in (0, 1):  # 1 = computed, but a check or a claim failed: still an artefact
         raise RuntimeError(f"python -m helixlib {' '.join(argv)} exited {rc}")
     if buf.getvalue():
-        (out_dir / name).write_text(buf.getvalue())
+        write_text_atomic(out_dir / name, buf.getvalue())
+
+
+def output_folder(value: str) -> Path:
+    """``--out``: a folder (created if missing); a path that is, or lies under, a file is refused."""
+    out = Path(value)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise HelixInputError("--out", f"must be a folder, but {p} is a file", value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,24 +65,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="build", help="output folder (default build)")
     ap.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     a = ap.parse_args(argv)
-    out = Path(a.out)
+    try:
+        out = output_folder(a.out)
+    except HelixInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     nbs = [p for p in notebook_paths() if a.only is None or a.only in p.name]
-    failures = 0
+    failures, executed = 0, []
     for i, nb in enumerate(nbs, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(nbs)}] {nb.name} ...", end=" ", flush=True)
         try:
-            execute_notebook(nb, out / "notebooks" / nb.name)
+            executed.append(execute_notebook(nb, out / "notebooks" / nb.name))
+            sign_notebook(executed[-1])
             print(f"ok ({time.perf_counter() - t0:.1f} s)", flush=True)
         except NotebookFailed as exc:
             failures += 1
             print(f"FAILED ({time.perf_counter() - t0:.1f} s)\n{exc}", flush=True)
+    t0 = time.perf_counter()
+    pages = write_html_edition(executed, out / "html")
+    print(f"[html] {len(pages)} pages and index.html ({time.perf_counter() - t0:.1f} s)", flush=True)
     art = out / "artefacts"
     art.mkdir(parents=True, exist_ok=True)
     for name, argv_ in ARTEFACTS:
         print(f"[artefact] {name}", flush=True)
         _artefact(art, name, argv_)
-    print(f"\nnotebooks: {out / 'notebooks'}  artefacts: {art}" + (f"  FAILED: {failures}" if failures else ""))
+    print(f"\nnotebooks: {out / 'notebooks'}  html: {out / 'html' / 'index.html'}  artefacts: {art}"
+          + (f"  FAILED: {failures}" if failures else ""))
     return 1 if failures else 0
 
 
