@@ -115,7 +115,8 @@ def test_ring_points_cross_the_node_boundary_at_16():
     pts = ring_points("helix-70b", "dgx-a100", [8, 16, 32], 8192)
     assert [p.nodes for p in pts] == [1, 2, 4]
     assert pts[1].kv_ring > 5 * pts[0].kv_ring  # every ring step now waits for the inter-node link
-    assert pts[1].compute == pytest.approx(pts[0].compute / 2, rel=0.05)
+    # every rank attends L/G queries: compute halves, or a little less (GEMM efficiency falls with the shape)
+    assert pts[0].compute / 2 <= pts[1].compute <= 0.6 * pts[0].compute
     assert pts[1].dataflow > pts[0].dataflow
 
 
