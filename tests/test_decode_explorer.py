@@ -71,3 +71,14 @@ def test_model_drives_context_and_batch_and_bad_values_give_a_message(explorer):
     assert explorer.result.error is None and explorer.result.estimate.config.context == 4096
     set_value(explorer, "hardware", "dgx-a100")
     assert "has no matmul peak" in explorer.result.error
+
+
+def test_snapshot_is_static_html_of_the_starting_point(explorer):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shown = []
+    InteractiveShell.instance().display_pub.publish = lambda data, **kw: shown.append(data)
+    explorer.show_snapshot()
+    html = "".join(d.get("text/html", "") for d in shown)
+    assert "Snapshot of the explorer" in html and explorer.result.ranking[0]["label"] in html
+    assert "VBox(" not in html

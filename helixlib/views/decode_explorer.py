@@ -11,6 +11,7 @@ and ``explorer.result`` is the new result.
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 from dataclasses import dataclass, field
 
@@ -211,8 +212,6 @@ class DecodeExplorer(Explorer):
         """Compute and show for ``values`` (the controls' values by default)."""
         from IPython.display import HTML, display
 
-        from helixlib.views.tables import html_table
-
         values = values or {k: w.value for k, w in self.controls.items()}
         self._last = values
         kw = {k: v for k, v in values.items() if k not in ("gpus", "partition")}
@@ -222,9 +221,22 @@ class DecodeExplorer(Explorer):
         else:
             split, second, pipeline, replicas = values["partition"]
             self.result = explore_decode(**kw, split=split, second=second, pipeline=pipeline, replicas=replicas)
+        display(HTML(self._html()))
+        return self.result
+
+    def _html(self) -> str:
+        from helixlib.views.tables import html_table
+
         r = self.result
         if r.error:
-            display(HTML(f"<b>cannot estimate:</b> {r.error}"))
-            return r
-        display(HTML(summary_html(r) + html_table(r.ranking_rows(), RANKING_HEADER)))
-        return r
+            return f"<b>cannot estimate:</b> {html.escape(r.error)}"
+        return summary_html(r) + html_table(r.ranking_rows(), RANKING_HEADER)
+
+    def show_snapshot(self) -> None:
+        """The explorer's current output as static HTML, for readers without a kernel."""
+        from IPython.display import HTML, display
+
+        v = self.result.values
+        gpus = v["split"] * v["second"] * v["pipeline"] * v["replicas"]
+        display(HTML(f"<b>Snapshot of the explorer</b> ({v['model']}, {v['hardware']}, {v['strategy']}, "
+                     f"{gpus} GPUs): what it shows before any control moves." + self._html()))
