@@ -75,6 +75,15 @@ def print_json(obj) -> None:
     sys.stdout.write(text + "\n")
 
 
+def print_result(a: argparse.Namespace, as_dict, as_text) -> int:
+    """Print a command's result: ``as_dict()`` as JSON with ``--json``, else ``as_text()``; exit 0."""
+    if a.json:
+        print_json(as_dict())
+    else:
+        print(as_text())
+    return EXIT_OK
+
+
 def add_plan_args(p: argparse.ArgumentParser, model: str = DEFAULT_MODEL) -> None:
     """Options every command that builds a Plan shares."""
     p.add_argument("--model", default=model, help=f"preset name or YAML file (default {model})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from helixlib.commands.common import EXIT_OK, add_plan_args, plan_from_args, print_json
+from helixlib.commands.common import add_plan_args, plan_from_args, print_result
 from helixlib.commands.estimate_decode import add_decode_args, run_decode
 from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.core.presets import DEFAULT_CLUSTER
@@ -92,14 +92,6 @@ def run(a: argparse.Namespace) -> int:
         from helixlib.views.estimate_step_views import step_report
 
         est = step_from_args(a)
-        if a.json:
-            print_json(step_to_dict(est))
-        else:
-            print(step_report(est))
-        return EXIT_OK
+        return print_result(a, lambda: step_to_dict(est), lambda: step_report(est))
     est = estimate_from_args(a)
-    if a.json:
-        print_json(est.to_dict())
-    else:
-        print(estimate_report(est))
-    return EXIT_OK
+    return print_result(a, est.to_dict, lambda: estimate_report(est))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from helixlib.commands.common import EXIT_OK, print_json
+from helixlib.commands.common import print_result
 from helixlib.core.errors import HelixInputError, one_of, positive_int
 from helixlib.estimate.decode_estimate import DecodeConfig, DecodeEstimate, decode_estimate
 from helixlib.estimate.hardware import load_cluster
@@ -78,8 +78,4 @@ def decode_from_args(a: argparse.Namespace) -> DecodeEstimate:
 
 def run_decode(a: argparse.Namespace) -> int:
     est = decode_from_args(a)
-    if a.json:
-        print_json(est.to_dict())
-    else:
-        print(decode_report(est))
-    return EXIT_OK
+    return print_result(a, est.to_dict, lambda: decode_report(est))

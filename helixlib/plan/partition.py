@@ -249,21 +249,6 @@ def _group_table(part: Partition, dim: str) -> tuple[tuple[tuple[int, ...], ...]
     return tuple(groups), tuple(index)
 
 
-@functools.lru_cache(maxsize=64)
-def _group_table(part: Partition, dim: str) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    """The distinct groups along ``dim`` (first-appearance order) and each rank's index into them;
-    each group is built once (the groups of one dim partition the ranks)."""
-    groups: list[tuple[int, ...]] = []
-    index = [-1] * part.world_size
-    for r in range(part.world_size):
-        if index[r] < 0:
-            g = tuple(part.group_ranks(dim, r))
-            for x in g:
-                index[x] = len(groups)
-            groups.append(g)
-    return tuple(groups), tuple(index)
-
-
 def factorisations(world_size: int) -> list[tuple[int, int]]:
     """Every (n, m) with n·m = world_size, n ascending."""
     return factor_pairs(positive_int("world_size", world_size))
